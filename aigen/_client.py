@@ -1,0 +1,322 @@
+"""`Client` and `AsyncClient`: send and sleep, nothing else.
+
+All decisions (what to send, what an answer means, whether and how long to wait) are
+the engine's. The two clients differ only in `httpx.Client` vs `httpx.AsyncClient`
+and `time.sleep` vs `asyncio.sleep`; neither knows which provider it talks to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+
+import httpx
+from tenacity import AsyncRetrying, Retrying
+from typing_extensions import Self, Unpack
+
+from ._config import resolve_settings
+from ._constants import DEFAULT_TIMEOUT
+from ._conversation import AsyncConversation, Conversation, ConversationState
+from ._core import Engine, GenerationCall
+from ._http import HttpRequest, HttpResponse
+from ._models import GenerationFields, GenerationRequest, GenerationResponse, Turn
+from ._retry import RetryPolicy
+from .providers import Provider
+
+__all__ = ["AsyncClient", "Client"]
+
+# No default cap below what callers ask for: a FastAPI app awaiting hundreds of images
+# at once must not queue in the pool. Idle connections kept are bounded, open ones not.
+_POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+
+History = Sequence[Turn] | Sequence[dict[str, object]] | ConversationState
+
+
+class _BaseClient:
+    """Configuration shared by both clients: settings, engine, timeouts, repr."""
+
+    def __init__(
+        self,
+        *,
+        provider: str | Provider | None,
+        api_key: str | None,
+        base_url: str | None,
+        model: str | None,
+        timeout: float | httpx.Timeout,
+        max_retries: int | None,
+        retry: RetryPolicy | None,
+        allow_insecure_http: bool,
+    ) -> None:
+        settings = resolve_settings(
+            provider=provider,
+            api_key=api_key,
+            base_url=base_url,
+            model=model,
+            max_retries=max_retries,
+            retry=retry,
+            allow_insecure_http=allow_insecure_http,
+        )
+        self._engine = Engine(settings)
+        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+
+    @property
+    def provider(self) -> Provider:
+        """The provider adapter this client talks through."""
+        return self._engine.settings.provider
+
+    @property
+    def model(self) -> str:
+        """The model used when a request names none."""
+        return self._engine.settings.model
+
+    def __repr__(self) -> str:
+        settings = self._engine.settings
+        return (
+            f"{type(self).__name__}(provider={settings.provider.name!r}, "
+            f"base_url={settings.base_url!r}, model={settings.model!r})"
+        )
+
+    def _attempt_timeout(self, call: GenerationCall) -> httpx.Timeout:
+        """The configured timeout, shortened so an attempt cannot outlive the deadline."""
+        left = call.time_left()
+        if left is None:
+            return self._timeout
+        t = self._timeout
+
+        def cap(value: float | None) -> float:
+            return left if value is None else min(value, left)
+
+        return httpx.Timeout(
+            connect=cap(t.connect), read=cap(t.read), write=cap(t.write), pool=cap(t.pool)
+        )
+
+    @staticmethod
+    def _http_request(
+        client: httpx.Client | httpx.AsyncClient, request: HttpRequest, timeout: httpx.Timeout
+    ) -> httpx.Request:
+        return client.build_request(
+            request.method,
+            request.url,
+            headers=dict(request.headers),
+            content=request.content,
+            timeout=timeout,
+        )
+
+    def _state(self, history: History | None, **settings: object) -> dict[str, object]:
+        """The fields of a new conversation: saved state first, then explicit settings."""
+        base: dict[str, object] = {}
+        if isinstance(history, ConversationState):
+            base = history.model_dump(exclude={"history"})
+            base["history"] = list(history.history)
+        elif history is not None:
+            base["history"] = list(history)
+        base.update({k: v for k, v in settings.items() if v is not None})
+        return base
+
+
+@contextmanager
+def _typed_transport_errors(call: GenerationCall) -> Iterator[None]:
+    """Turn httpx's exceptions into aigen's, so none escapes untyped."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise call.timeout_error(exc) from exc
+    except httpx.TransportError as exc:
+        raise call.connection_error(exc) from exc
+    except httpx.DecodingError as exc:
+        raise call.undecodable_body(exc) from exc
+
+
+def _response(response: httpx.Response) -> HttpResponse:
+    return HttpResponse.from_parts(response.status_code, response.headers, response.content)
+
+
+class Client(_BaseClient):
+    """The synchronous client, for Flask, Django and scripts; safe to share across threads.
+
+    Keywords (all optional): `provider` (`"gemini"`, `"openai"` or a `Provider`),
+    `api_key`, `base_url`, `model`, `timeout` (seconds per attempt, or an `httpx.Timeout`),
+    `max_retries` (a shortcut for `retry=RetryPolicy(max_retries=...)`), `retry`,
+    `http_client` (your own `httpx.Client`; aigen will not close it) and
+    `allow_insecure_http`. See the README for which environment variables fill them in.
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str | Provider | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.Client | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            api_key=api_key,
+            base_url=base_url,
+            model=model,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry=retry,
+            allow_insecure_http=allow_insecure_http,
+        )
+        self._owns_http_client = http_client is None
+        self._http = http_client or httpx.Client(timeout=self._timeout, limits=_POOL_LIMITS)
+        self._sleep: Callable[[float], None] = time.sleep
+
+    def generate(
+        self, request: GenerationRequest | str, /, **fields: Unpack[GenerationFields]
+    ) -> GenerationResponse:
+        """Generate one image, retrying as the policy allows.
+
+        Takes a `GenerationRequest`, or a prompt plus any of its fields as keywords.
+        Raises a `GenerationError` subclass when the call fails for good.
+        """
+        call = self._engine.start(request, fields)
+        retrying: Retrying = call.retry_loop.build(Retrying, self._sleep)
+        return retrying(self._attempt, call)
+
+    def _attempt(self, call: GenerationCall) -> GenerationResponse:
+        request = call.next_attempt()
+        with _typed_transport_errors(call):
+            response = self._http.send(
+                self._http_request(self._http, request, self._attempt_timeout(call))
+            )
+        return call.handle_response(_response(response))
+
+    def conversation(
+        self,
+        *,
+        history: History | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        model: str | None = None,
+        seed: int | None = None,
+        rules_preamble: bool | None = None,
+    ) -> Conversation:
+        """Start a multi-turn conversation, or resume a saved one with `history=`."""
+        chat = Conversation.model_validate(
+            self._state(
+                history,
+                width=width,
+                height=height,
+                model=model,
+                seed=seed,
+                rules_preamble=rules_preamble,
+            )
+        )
+        chat._client = self
+        return chat
+
+    def close(self) -> None:
+        """Close the connection pool (not a `http_client` you passed in)."""
+        if self._owns_http_client:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncClient(_BaseClient):
+    """The asynchronous client, for FastAPI and workers; share one across many tasks.
+
+    Takes the same keywords as `Client`, with `http_client` an `httpx.AsyncClient`.
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str | Provider | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            api_key=api_key,
+            base_url=base_url,
+            model=model,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry=retry,
+            allow_insecure_http=allow_insecure_http,
+        )
+        self._owns_http_client = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=self._timeout, limits=_POOL_LIMITS)
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    async def generate(
+        self, request: GenerationRequest | str, /, **fields: Unpack[GenerationFields]
+    ) -> GenerationResponse:
+        """Generate one image, retrying as the policy allows (see `Client.generate`)."""
+        call = self._engine.start(request, fields)
+        retrying: AsyncRetrying = call.retry_loop.build(AsyncRetrying, self._sleep)
+        return await retrying(self._attempt, call)
+
+    async def _attempt(self, call: GenerationCall) -> GenerationResponse:
+        request = call.next_attempt()
+        with _typed_transport_errors(call):
+            response = await self._http.send(
+                self._http_request(self._http, request, self._attempt_timeout(call))
+            )
+        return call.handle_response(_response(response))
+
+    def conversation(
+        self,
+        *,
+        history: History | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        model: str | None = None,
+        seed: int | None = None,
+        rules_preamble: bool | None = None,
+    ) -> AsyncConversation:
+        """Start a multi-turn conversation, or resume a saved one with `history=`."""
+        chat = AsyncConversation.model_validate(
+            self._state(
+                history,
+                width=width,
+                height=height,
+                model=model,
+                seed=seed,
+                rules_preamble=rules_preamble,
+            )
+        )
+        chat._client = self
+        return chat
+
+    async def aclose(self) -> None:
+        """Close the connection pool (not a `http_client` you passed in)."""
+        if self._owns_http_client:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()

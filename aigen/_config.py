@@ -1,0 +1,130 @@
+"""Resolve a client's settings from its keywords and the environment, once, up front."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import import_module
+from urllib.parse import urlsplit
+
+from ._constants import DEFAULT_PROVIDER, ENV_BASE_URL, ENV_PROVIDER
+from ._errors import ConfigurationError
+from ._retry import RetryPolicy
+from .providers import BUILTIN_PROVIDERS, Provider, builtin_provider
+
+__all__ = ["Settings", "resolve_settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A client's resolved configuration; the key is kept out of the repr."""
+
+    provider: Provider
+    api_key: str = field(repr=False)
+    base_url: str
+    model: str
+    retry: RetryPolicy
+
+
+def resolve_settings(
+    *,
+    provider: str | Provider | None,
+    api_key: str | None,
+    base_url: str | None,
+    model: str | None,
+    max_retries: int | None,
+    retry: RetryPolicy | None,
+    allow_insecure_http: bool,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Apply the precedence in SPEC: keyword, then environment, then the provider's default."""
+    env = os.environ if environ is None else environ
+    resolved = _resolve_provider(provider, env)
+    key = _resolve_api_key(api_key, resolved, env)
+    url = _resolve_base_url(base_url, resolved, env, allow_insecure_http)
+    if model is not None and not model.strip():
+        raise ConfigurationError("model is empty: pass a model name or leave it out")
+    if retry is not None and max_retries is not None:
+        raise ConfigurationError(
+            "pass max_retries or retry, not both: max_retries is a shortcut for "
+            "RetryPolicy(max_retries=...)"
+        )
+    if max_retries is not None and max_retries < 0:
+        raise ConfigurationError(f"max_retries must be 0 or more, got {max_retries}")
+    policy = retry or (
+        RetryPolicy() if max_retries is None else RetryPolicy(max_retries=max_retries)
+    )
+    return Settings(
+        provider=resolved,
+        api_key=key,
+        base_url=url,
+        model=model or resolved.default_model,
+        retry=policy,
+    )
+
+
+def _resolve_provider(provider: str | Provider | None, env: Mapping[str, str]) -> Provider:
+    if provider is not None and not isinstance(provider, str):
+        if not isinstance(provider, Provider):
+            raise ConfigurationError(
+                f"provider={provider!r} is neither a provider name nor a Provider: it needs "
+                "name, default_model, default_base_url, api_key_env_vars, takes_seed, "
+                "build_request, parse_response and parse_error"
+            )
+        return provider
+    name = provider or env.get(ENV_PROVIDER) or _infer_provider_name(env)
+    return builtin_provider(name)
+
+
+def _infer_provider_name(env: Mapping[str, str]) -> str:
+    """The built-in provider whose key variable is set; Gemini when none or both are."""
+    with_keys = [
+        name
+        for name, (module, cls) in BUILTIN_PROVIDERS.items()
+        if any(env.get(var) for var in getattr(import_module(module), cls).api_key_env_vars)
+    ]
+    return with_keys[0] if len(with_keys) == 1 else DEFAULT_PROVIDER
+
+
+def _resolve_api_key(api_key: str | None, provider: Provider, env: Mapping[str, str]) -> str:
+    if api_key is not None:
+        if not api_key.strip():
+            raise ConfigurationError(
+                "api_key is empty: pass the key, or leave it out to use the environment"
+            )
+        return api_key.strip()
+    for var in provider.api_key_env_vars:
+        value = env.get(var, "").strip()
+        if value:
+            return value
+    names = " or ".join(provider.api_key_env_vars) or "the provider's key variable"
+    raise ConfigurationError(f"no API key for {provider.name}: set {names}, or pass api_key=")
+
+
+def _resolve_base_url(
+    base_url: str | None, provider: Provider, env: Mapping[str, str], allow_insecure_http: bool
+) -> str:
+    url = (base_url or env.get(ENV_BASE_URL) or provider.default_base_url).strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"base_url {url!r} is not an http(s) URL: give scheme and host, e.g. "
+            "'https://proxy.example.com' or 'http://127.0.0.1:8080'"
+        )
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"refusing to send the API key over plain http to {parts.hostname}: use https, "
+            "or pass allow_insecure_http=True if this network is trusted"
+        )
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

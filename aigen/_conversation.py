@@ -1,0 +1,117 @@
+"""Multi-turn refinement: a conversation's state as a pydantic model, bound to a client.
+
+The state (every turn, with its images and thought signatures, and the settings every
+send shares) is plain data: `model_dump_json()` stores it between two web requests and
+`client.conversation(history=...)` resumes it. The client it sends through is a private
+attribute, never serialized, so a stored conversation never holds the key.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from ._errors import ConfigurationError
+from ._models import GenerationRequest, GenerationResponse, ProviderOptions, Turn
+
+__all__ = ["AsyncConversation", "Conversation", "ConversationState"]
+
+
+class _SyncGenerator(Protocol):
+    def generate(self, request: GenerationRequest, /) -> GenerationResponse: ...
+
+
+class _AsyncGenerator(Protocol):
+    async def generate(self, request: GenerationRequest, /) -> GenerationResponse: ...
+
+
+class ConversationState(BaseModel):
+    """What a conversation remembers: its turns and the settings each send uses."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    history: list[Turn] = Field(default_factory=list)
+    width: int | None = None
+    height: int | None = None
+    model: str | None = None
+    seed: int | None = None
+    rules_preamble: bool = True
+
+    def _request(
+        self, prompt: str, input_image: bytes | None, options: ProviderOptions | None
+    ) -> GenerationRequest:
+        return GenerationRequest(
+            prompt=prompt,
+            width=self.width,
+            height=self.height,
+            model=self.model,
+            seed=self.seed,
+            input_image=input_image,
+            conversation_history=list(self.history),
+            rules_preamble=self.rules_preamble,
+            options=options,
+        )
+
+    def _record(self, request: GenerationRequest, response: GenerationResponse) -> None:
+        # Only a successful exchange joins the history: a failed send can simply be sent again.
+        user_turn = Turn(role="user", text=request.prompt, image_data=request.input_image)
+        self.history = [*self.history, user_turn, response.as_turn()]
+
+    @property
+    def last_image(self) -> bytes | None:
+        """The newest image the model made in this conversation, or `None`."""
+        for turn in reversed(self.history):
+            if turn.role == "model" and turn.image_data is not None:
+                return turn.image_data
+        return None
+
+
+class Conversation(ConversationState):
+    """A conversation sent through a `Client`; `send()` refines the last image."""
+
+    _client: _SyncGenerator | None = PrivateAttr(default=None)
+
+    def send(
+        self,
+        prompt: str,
+        /,
+        *,
+        input_image: bytes | None = None,
+        options: ProviderOptions | None = None,
+    ) -> GenerationResponse:
+        """Send `prompt` with the whole history; the answer joins the history."""
+        if self._client is None:
+            raise ConfigurationError(_UNBOUND)
+        request = self._request(prompt, input_image, options)
+        response = self._client.generate(request)
+        self._record(request, response)
+        return response
+
+
+class AsyncConversation(ConversationState):
+    """A conversation sent through an `AsyncClient`; `await send()` refines the last image."""
+
+    _client: _AsyncGenerator | None = PrivateAttr(default=None)
+
+    async def send(
+        self,
+        prompt: str,
+        /,
+        *,
+        input_image: bytes | None = None,
+        options: ProviderOptions | None = None,
+    ) -> GenerationResponse:
+        """Send `prompt` with the whole history; the answer joins the history."""
+        if self._client is None:
+            raise ConfigurationError(_UNBOUND)
+        request = self._request(prompt, input_image, options)
+        response = await self._client.generate(request)
+        self._record(request, response)
+        return response
+
+
+_UNBOUND = (
+    "this conversation is not bound to a client (it was loaded from JSON): "
+    "resume it with client.conversation(history=saved)"
+)

@@ -1,0 +1,253 @@
+"""The sans-IO engine both clients drive: prepare a call, then interpret what came back.
+
+`Engine.start()` validates a request and builds its `HttpRequest` (so bad input fails
+before anything is sent); the `GenerationCall` it returns turns each `HttpResponse`
+into a `GenerationResponse` or a typed error, and knows the retry loop for the call.
+Nothing here sends, sleeps or imports httpx or asyncio; the clock is injected.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from ._config import Settings
+from ._errors import APIConnectionError, APIError, APITimeoutError, GenerationError
+from ._http import HttpRequest, HttpResponse
+from ._images import image_size, sniff_mime_type
+from ._models import MAX_SEED, GenerationRequest, GenerationResponse
+from ._retry import RetryLoop, parse_retry_after_headers
+from .providers import ErrorContext, ProviderAnswer, RequestContext
+
+__all__ = ["Engine", "GenerationCall"]
+
+E = TypeVar("E", bound=GenerationError)
+
+logger = logging.getLogger("aigen")
+
+_REDACTED = b"[redacted]"
+
+
+class Engine:
+    """A client's provider-neutral logic: shared by every call, holds no per-call state."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+        pick_seed: Callable[[], int] = lambda: random.randint(0, MAX_SEED),
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._jitter = jitter
+        self._pick_seed = pick_seed
+
+    def start(
+        self, request: GenerationRequest | str, fields: Mapping[str, object]
+    ) -> GenerationCall:
+        """Validate the request and prepare its HTTP request; nothing is sent yet."""
+        request = as_request(request, fields)
+        provider = self.settings.provider
+        seed = None
+        if provider.takes_seed:
+            seed = request.seed if request.seed is not None else self._pick_seed()
+        model = request.model or self.settings.model
+        http_request = provider.build_request(
+            request,
+            RequestContext(
+                model=model,
+                seed=seed,
+                base_url=self.settings.base_url,
+                api_key=self.settings.api_key,
+            ),
+        )
+        generation_id = str(uuid.uuid4())
+        logger.debug(
+            "generation %s: %s %s (provider %s, model %s)",
+            generation_id,
+            http_request.method,
+            http_request.url,
+            provider.name,
+            model,
+            extra={"generation_id": generation_id},
+        )
+        return GenerationCall(
+            engine=self,
+            request=request,
+            http_request=http_request,
+            generation_id=generation_id,
+            model=model,
+            seed=seed,
+        )
+
+
+def as_request(request: GenerationRequest | str, fields: Mapping[str, object]) -> GenerationRequest:
+    """A `GenerationRequest` from a request or a prompt, with keyword fields applied."""
+    if isinstance(request, GenerationRequest):
+        if not fields:
+            return request
+        return GenerationRequest.model_validate(
+            {**request.model_dump(exclude_unset=True), **fields}
+        )
+    if isinstance(request, str):
+        return GenerationRequest.model_validate({"prompt": request, **fields})
+    raise TypeError(
+        f"generate() takes a prompt string or a GenerationRequest, not {type(request).__name__}"
+    )
+
+
+class GenerationCall:
+    """One `generate()`: its id, its prepared request, its attempts and its outcome."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        request: GenerationRequest,
+        http_request: HttpRequest,
+        generation_id: str,
+        model: str,
+        seed: int | None,
+    ) -> None:
+        self._engine = engine
+        self._clock = engine._clock
+        self.request = request
+        self.http_request = http_request
+        self.generation_id = generation_id
+        self.model = model
+        self.seed = seed
+        self.attempts = 0
+        self._started = self._clock()
+        self._attempt_started = self._started
+        self.retry_loop = RetryLoop(
+            engine.settings.retry,
+            generation_id=generation_id,
+            clock=engine._clock,
+            jitter=engine._jitter,
+        )
+
+    def next_attempt(self) -> HttpRequest:
+        """Count an attempt, start its timer, and return the request to send."""
+        self.attempts += 1
+        self._attempt_started = self._clock()
+        return self.http_request
+
+    def time_left(self) -> float | None:
+        """Seconds before the deadline, to cap this attempt's timeout; `None` without one."""
+        return self.retry_loop.remaining()
+
+    def handle_response(self, response: HttpResponse) -> GenerationResponse:
+        """The response for a 2xx answer; otherwise raise the error it describes."""
+        elapsed_ms = (self._clock() - self._attempt_started) * 1000
+        try:
+            if 200 <= response.status_code < 300:
+                answer = self._engine.settings.provider.parse_response(response, self.request)
+                return self._finish(answer, elapsed_ms)
+            raise self._api_error(response)
+        except GenerationError as error:
+            raise self.stamp(error) from None
+
+    def connection_error(self, cause: BaseException) -> APIConnectionError:
+        """The error for a connection that failed or broke (the client saw `cause`)."""
+        name = self._engine.settings.provider.name
+        return self.stamp(
+            APIConnectionError(
+                f"could not reach {name}: {type(cause).__name__}: {cause}".rstrip(": ")
+            )
+        )
+
+    def timeout_error(self, cause: BaseException) -> APITimeoutError:
+        """The error for an attempt that ran out of time."""
+        name = self._engine.settings.provider.name
+        return self.stamp(
+            APITimeoutError(
+                f"{name} did not answer in time ({type(cause).__name__}); "
+                "raise timeout= if large images need longer"
+            )
+        )
+
+    def undecodable_body(self, cause: BaseException) -> GenerationError:
+        """The error for a body that could not be decompressed or decoded."""
+        return self.stamp(GenerationError(f"could not decode the answer body: {cause}"))
+
+    def stamp(self, error: E) -> E:
+        """Mark an error with this call's generation id and attempt count."""
+        error.generation_id = self.generation_id
+        error.attempts = self.attempts
+        error.message = _redact_text(error.message, self._engine.settings.api_key)
+        error.args = (error.message,)
+        return error
+
+    def _api_error(self, response: HttpResponse) -> GenerationError:
+        settings = self._engine.settings
+        key = settings.api_key.encode()
+        if key and key in response.content:
+            # Some gateways echo the request; the key must not reach a message or a log.
+            response = HttpResponse(
+                response.status_code, response.headers, response.content.replace(key, _REDACTED)
+            )
+        error = settings.provider.parse_error(response, ErrorContext(model=self.model))
+        if isinstance(error, APIError):
+            header_hint = parse_retry_after_headers(response.headers, self._engine._wall_clock())
+            hints = [hint for hint in (error.retry_after, header_hint) if hint is not None]
+            error.retry_after = max(hints) if hints else None
+            if error.request_id is None:
+                error.request_id = response.headers.get("x-request-id")
+        return error
+
+    def _finish(self, answer: ProviderAnswer, elapsed_ms: float) -> GenerationResponse:
+        provider = self._engine.settings.provider.name
+        mime_type = sniff_mime_type(answer.image_data)
+        size = image_size(answer.image_data)
+        if mime_type is None or size is None:
+            start = answer.image_data[:8].hex(" ") or "nothing"
+            raise GenerationError(
+                f"{provider} returned image data that is not a readable PNG, JPEG or WebP "
+                f"(labelled {answer.declared_mime_type or 'nothing'}, "
+                f"{len(answer.image_data)} bytes starting {start})"
+            )
+        response = GenerationResponse(
+            image_data=answer.image_data,
+            mime_type=mime_type,
+            width=size[0],
+            height=size[1],
+            generation_id=self.generation_id,
+            seed=self.seed,
+            inference_time_ms=elapsed_ms,
+            total_time_ms=(self._clock() - self._started) * 1000,
+            thought_signature=answer.thought_signature,
+            text_thought_signature=answer.text_thought_signature,
+            image_first=answer.image_first,
+            text=answer.text,
+            model=answer.model or self.model,
+            provider=provider,
+            request_id=answer.request_id,
+            usage=answer.usage,
+            finish_reason=answer.finish_reason,
+            attempts=self.attempts,
+        )
+        logger.debug(
+            "generation %s: %dx%d %s in %.0f ms (%d attempt(s), request id %s, usage %s)",
+            self.generation_id,
+            response.width,
+            response.height,
+            response.mime_type,
+            response.inference_time_ms,
+            response.attempts,
+            response.request_id,
+            response.usage,
+            extra={"generation_id": self.generation_id},
+        )
+        return response
+
+
+def _redact_text(text: str, secret: str) -> str:
+    return text.replace(secret, _REDACTED.decode()) if secret and secret in text else text

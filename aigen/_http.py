@@ -1,0 +1,40 @@
+"""What a request and a response look like to the sans-IO core: plain data, no sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["HttpRequest", "HttpResponse"]
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """A request for a client to send: method, absolute URL, headers, body bytes.
+
+    The headers hold the API key, so they are left out of the repr.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(repr=False)
+    content: bytes = field(default=b"", repr=False)
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A response a client received, body read to the end; header names are lower case."""
+
+    status_code: int
+    headers: Mapping[str, str] = field(repr=False)
+    content: bytes = field(repr=False)
+
+    @classmethod
+    def from_parts(
+        cls, status_code: int, headers: Mapping[str, str] | object, content: bytes
+    ) -> HttpResponse:
+        """Build one from any header mapping (httpx's included), lower-casing the names."""
+        lowered: dict[str, str] = {}
+        if isinstance(headers, Mapping):
+            lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+        return cls(status_code, lowered, content)

@@ -1,0 +1,253 @@
+"""The request and response models users build and read (pydantic v2)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializeAsAny,
+    field_validator,
+    model_validator,
+)
+from typing_extensions import Self, TypedDict
+
+from ._images import sniff_mime_type
+
+__all__ = [
+    "GenerationFields",
+    "GenerationRequest",
+    "GenerationResponse",
+    "ProviderOptions",
+    "Turn",
+    "Usage",
+]
+
+# Gemini's `generationConfig.seed` is an int32; a seed that fits it fits every provider.
+MAX_SEED = 2**31 - 1
+# Larger than any provider renders today; a bigger number is a typo, not a wish.
+MAX_SIDE = 16_384
+
+
+def _decode_base64_text(value: object) -> object:
+    """Let bytes fields take base64 text too (standard or URL-safe, padding optional)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "expected bytes or base64 text, got a string that is not valid base64"
+        ) from None
+
+
+def _encode_base64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+Base64Bytes = Annotated[
+    bytes,
+    BeforeValidator(_decode_base64_text),
+    PlainSerializer(_encode_base64, return_type=str, when_used="json"),
+]
+"""Bytes in Python, standard base64 text in JSON, so models round-trip through JSON."""
+
+
+def _require_image(data: bytes, field: str) -> str:
+    mime_type = sniff_mime_type(data)
+    if mime_type is None:
+        start = data[:8].hex(" ") or "nothing"
+        raise ValueError(
+            f"{field} is not a PNG, JPEG or WebP image (its first bytes are {start}); "
+            "pass the image file's bytes, e.g. Path('photo.png').read_bytes()"
+        )
+    return mime_type
+
+
+class ProviderOptions(BaseModel):
+    """Base class of the provider-specific options a request may carry.
+
+    Each provider module defines its own subclass (for example `GeminiOptions`); a
+    request carrying another provider's options is refused before it is sent.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Turn(BaseModel):
+    """One turn of a conversation: what the user asked, or what the model answered.
+
+    `image_data` takes bytes or base64 text; `mime_type` is read from the image bytes
+    when omitted. `thought_signature` is the opaque token a model attaches to its image
+    (and `text_thought_signature` the one on its text, when the text came first); aigen
+    sends both back so the model can build on its own reasoning.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Literal["user", "model"]
+    text: str | None = None
+    image_data: Base64Bytes | None = Field(default=None, repr=False)
+    mime_type: str | None = None
+    thought_signature: Base64Bytes | None = Field(default=None, repr=False)
+    text_thought_signature: Base64Bytes | None = Field(default=None, repr=False)
+    image_first: bool = False
+    """True when the model sent its image before its text; replayed in the same order."""
+
+    @model_validator(mode="after")
+    def _check_content(self) -> Self:
+        if not self.text and self.image_data is None:
+            raise ValueError(f"a {self.role} turn needs text, image_data or both")
+        if self.image_data is not None:
+            sniffed = _require_image(self.image_data, "image_data")
+            if self.mime_type != sniffed:
+                # The bytes are the truth; a wrong label would make the provider refuse them.
+                object.__setattr__(self, "mime_type", sniffed)
+        return self
+
+
+class GenerationRequest(BaseModel):
+    """Everything one image generation needs; providers translate it to their wire format.
+
+    `width` and `height` are a wish: the provider's nearest supported size or aspect
+    ratio is sent, and the exact pixels are stated in the prompt. `seed` is sent to
+    providers that take one (0 is a seed like any other); when it is `None`, aigen picks
+    one and reports it on the response, so a result can be reproduced. `rules_preamble`
+    prefixes the prompt with short rules (one image, the exact size, text spelled as
+    quoted) that make image models follow instructions more closely; set it to `False`
+    to send the prompt exactly as written.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str
+    width: int | None = Field(default=None, gt=0, le=MAX_SIDE)
+    height: int | None = Field(default=None, gt=0, le=MAX_SIDE)
+    model: str | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    input_image: Base64Bytes | None = Field(default=None, repr=False)
+    conversation_history: list[Turn] = Field(default_factory=list)
+    rules_preamble: bool = True
+    options: SerializeAsAny[ProviderOptions] | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_empty(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("prompt is empty: describe the image you want")
+        return prompt
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_empty(cls, model: str | None) -> str | None:
+        if model is not None and not model.strip():
+            raise ValueError("model is empty: pass a model name or leave it out")
+        return model
+
+    @field_validator("input_image")
+    @classmethod
+    def _input_is_image(cls, data: bytes | None) -> bytes | None:
+        if data is not None:
+            _require_image(data, "input_image")
+        return data
+
+    @model_validator(mode="after")
+    def _width_with_height(self) -> Self:
+        if (self.width is None) != (self.height is None):
+            raise ValueError("give both width and height, or neither")
+        return self
+
+    @property
+    def input_mime_type(self) -> str | None:
+        """The input image's real type, read from its bytes."""
+        return None if self.input_image is None else sniff_mime_type(self.input_image)
+
+
+class GenerationFields(TypedDict, total=False):
+    """The `GenerationRequest` fields `generate(prompt, **fields)` takes as keywords."""
+
+    width: int | None
+    height: int | None
+    model: str | None
+    seed: int | None
+    input_image: bytes | None
+    conversation_history: list[Turn] | list[dict[str, object]]
+    rules_preamble: bool
+    options: ProviderOptions | None
+
+
+class Usage(BaseModel):
+    """Token counts the provider reported; a field is `None` where it reported none."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    thinking_tokens: int | None = None
+
+
+class GenerationResponse(BaseModel):
+    """A generated image and what is known about how it was made.
+
+    `mime_type`, `width` and `height` are read from the image bytes, not from the
+    provider's label. `inference_time_ms` is the successful attempt, from sending the
+    request to the last byte of the answer; `total_time_ms` spans every attempt and
+    every wait. `request_id` is the provider's id for the answer (OpenAI's
+    `x-request-id`, Gemini's `responseId`): quote it to their support.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    image_data: Base64Bytes = Field(repr=False)
+    mime_type: str
+    width: int
+    height: int
+    generation_id: str
+    seed: int | None
+    inference_time_ms: float
+    total_time_ms: float
+    thought_signature: Base64Bytes | None = Field(default=None, repr=False)
+    text_thought_signature: Base64Bytes | None = Field(default=None, repr=False)
+    image_first: bool = False
+    text: str | None = None
+    model: str
+    provider: str
+    request_id: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    finish_reason: str | None = None
+    attempts: int
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the image bytes to `path` and return it as a `Path`.
+
+        The bytes are written as received; name the file after `mime_type`
+        (`.png`, `.jpg`, `.webp`) so viewers open it.
+        """
+        target = Path(path)
+        target.write_bytes(self.image_data)
+        return target
+
+    def as_turn(self) -> Turn:
+        """This answer as a model `Turn`, signatures included, for a conversation history."""
+        return Turn(
+            role="model",
+            text=self.text,
+            image_data=self.image_data,
+            mime_type=self.mime_type,
+            thought_signature=self.thought_signature,
+            text_thought_signature=self.text_thought_signature,
+            image_first=self.image_first,
+        )

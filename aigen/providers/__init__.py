@@ -1,0 +1,39 @@
+"""Provider adapters: one module per service, and the `Provider` protocol they follow.
+
+A provider is chosen by name (`"gemini"`, `"openai"`) or passed as an instance of any
+class that follows `Provider`. Built-in adapters are imported only when used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from .._errors import ConfigurationError
+from ._base import ErrorContext, Provider, ProviderAnswer, RequestContext
+
+__all__ = [
+    "BUILTIN_PROVIDERS",
+    "ErrorContext",
+    "Provider",
+    "ProviderAnswer",
+    "RequestContext",
+    "builtin_provider",
+]
+
+# name -> (module, class); imported lazily so `import aigen` stays cheap.
+BUILTIN_PROVIDERS: dict[str, tuple[str, str]] = {
+    "gemini": ("aigen.providers.gemini", "GeminiProvider"),
+}
+
+
+def builtin_provider(name: str) -> Provider:
+    """A built-in provider with its defaults, by name (case-insensitive)."""
+    key = name.strip().lower()
+    if key not in BUILTIN_PROVIDERS:
+        known = ", ".join(repr(n) for n in BUILTIN_PROVIDERS)
+        raise ConfigurationError(
+            f"unknown provider {name!r}: use one of {known}, or pass a Provider instance"
+        )
+    module_name, class_name = BUILTIN_PROVIDERS[key]
+    provider: Provider = getattr(import_module(module_name), class_name)()
+    return provider

@@ -1,0 +1,167 @@
+"""The `Provider` protocol, and small helpers every provider adapter uses.
+
+A provider is a plain object that knows one service's wire format. It builds an
+`HttpRequest` from a `GenerationRequest` and reads an `HttpResponse` back into a
+`ProviderAnswer` or a typed error. It never sends, sleeps or reads a clock: the clients
+do that, the same way for every provider.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from .._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    GenerationError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+)
+from .._http import HttpRequest, HttpResponse
+from .._models import GenerationRequest, Usage
+
+__all__ = [
+    "ErrorContext",
+    "Provider",
+    "ProviderAnswer",
+    "RequestContext",
+    "api_error_class",
+    "decode_base64_image",
+    "parse_json_body",
+]
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What a provider needs beside the request to build the HTTP request.
+
+    `model` and `seed` are already resolved (the client's default model, aigen's pick
+    of a seed); `api_key` is never `None`, and never to be put in a message.
+    """
+
+    model: str
+    seed: int | None
+    base_url: str
+    api_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ErrorContext:
+    """What the provider may use to describe an error: the model asked for."""
+
+    model: str
+
+
+@dataclass(frozen=True)
+class ProviderAnswer:
+    """What a provider read from a successful answer, before aigen checks the image."""
+
+    image_data: bytes = field(repr=False)
+    declared_mime_type: str | None = None
+    text: str | None = None
+    thought_signature: bytes | None = field(default=None, repr=False)
+    text_thought_signature: bytes | None = field(default=None, repr=False)
+    image_first: bool = False
+    request_id: str | None = None
+    model: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What aigen needs from a provider adapter; write one to reach another service.
+
+    Attributes: `name` (shown in errors and on responses), `default_model`,
+    `default_base_url` (scheme and host, no trailing slash), `api_key_env_vars` (read in
+    order when no `api_key` is given), `takes_seed` (whether `seed` reaches the model; when
+    False, responses report `seed=None`).
+    """
+
+    name: str
+    default_model: str
+    default_base_url: str
+    api_key_env_vars: tuple[str, ...]
+    takes_seed: bool
+
+    def build_request(self, request: GenerationRequest, context: RequestContext) -> HttpRequest:
+        """Turn a request into the HTTP request to send. Raise `ConfigurationError`
+        (before anything is sent) for a request this provider cannot serve."""
+        ...
+
+    def parse_response(self, response: HttpResponse, request: GenerationRequest) -> ProviderAnswer:
+        """Read a 2xx answer. Raise `ContentPolicyError` for a safety block,
+        `NoImageError` for an answer without an image, `GenerationError` for a malformed body."""
+        ...
+
+    def parse_error(self, response: HttpResponse, context: ErrorContext) -> GenerationError:
+        """Describe a non-2xx answer as the error to raise (usually an `APIError`
+        subclass, with `retry_after` set from any hint in the body)."""
+        ...
+
+
+def api_error_class(status_code: int) -> type[APIError]:
+    """The `APIError` subclass for an HTTP status, before a provider reads the body."""
+    if status_code in (400, 422):
+        return BadRequestError
+    if status_code in (401, 403):
+        return AuthenticationError
+    if status_code == 404:
+        return NotFoundError
+    if status_code == 429:
+        return RateLimitError
+    if status_code >= 500:
+        return ServerError
+    return APIError
+
+
+def parse_json_body(response: HttpResponse, provider: str) -> object:
+    """The body as JSON, or a `GenerationError` saying why it is not."""
+    try:
+        return json.loads(response.content)
+    except (UnicodeDecodeError, ValueError):
+        raise GenerationError(
+            f"{provider} answered HTTP {response.status_code} with a body that is not JSON: "
+            f"{preview(response.content)}",
+            details={"status_code": response.status_code},
+        ) from None
+
+
+def decode_base64_image(data: object, provider: str, where: str) -> bytes:
+    """Decode the base64 image text found at `where`, or raise a `GenerationError`."""
+    if not isinstance(data, str) or not data:
+        raise GenerationError(f"{provider} answered with no image data at {where}")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    try:  # URL-safe and unpadded base64 are legal in proto3 JSON
+        return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    except (binascii.Error, ValueError):
+        raise GenerationError(
+            f"{provider} answered with image data at {where} that is not valid base64"
+        ) from None
+
+
+def preview(content: bytes | str, limit: int = 200) -> str:
+    """A short, printable excerpt of a body for an error message."""
+    text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def as_mapping(value: object) -> Mapping[str, object]:
+    """`value` if it is a JSON object, else an empty one: bodies are untrusted."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: object) -> Sequence[object]:
+    """`value` if it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []

@@ -1,0 +1,503 @@
+"""Google's Gemini API (`generateContent`) for the Gemini image models.
+
+Everything aigen knows about Gemini's wire format lives here: the request body, the
+aspect ratios, thought signatures in multi-turn, safety blocks inside 200 answers,
+and the `google.rpc` error body with its `RetryInfo` and `QuotaFailure` details.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .._errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ContentPolicyError,
+    GenerationError,
+    NoImageError,
+    QuotaExceededError,
+)
+from .._http import HttpRequest, HttpResponse
+from .._models import GenerationRequest, ProviderOptions, Turn, Usage
+from .._prompt import compose_prompt
+from ._base import (
+    ErrorContext,
+    ProviderAnswer,
+    RequestContext,
+    api_error_class,
+    as_list,
+    as_mapping,
+    decode_base64_image,
+    parse_json_body,
+    preview,
+)
+
+__all__ = ["GeminiOptions", "GeminiProvider", "SafetySetting", "nearest_aspect_ratio"]
+
+NAME = "gemini"
+DEFAULT_MODEL = "gemini-2.5-flash-image"
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+API_VERSION = "v1beta"
+
+ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+
+# Finish reasons that mean the output was withheld on safety or policy grounds.
+SAFETY_FINISH_REASONS = frozenset(
+    {
+        "SAFETY",
+        "PROHIBITED_CONTENT",
+        "BLOCKLIST",
+        "SPII",
+        "RECITATION",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+    }
+)
+# Gemini 3 models refuse history whose model parts lack thought signatures. For turns
+# the model did not make (imported history), Google documents this stand-in value.
+STAND_IN_SIGNATURE = "skip_thought_signature_validator"
+_RETRY_IN_MESSAGE = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+HarmCategory = Literal[
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+    "HARM_CATEGORY_CIVIC_INTEGRITY",
+]
+BlockThreshold = Literal[
+    "BLOCK_LOW_AND_ABOVE", "BLOCK_MEDIUM_AND_ABOVE", "BLOCK_ONLY_HIGH", "BLOCK_NONE", "OFF"
+]
+
+
+class SafetySetting(BaseModel):
+    """One Gemini safety threshold: how readily `category` blocks an answer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    category: HarmCategory
+    threshold: BlockThreshold
+
+
+class GeminiOptions(ProviderOptions):
+    """Gemini-only settings for one request (pass as `options=`).
+
+    - `safety_settings`: thresholds per harm category. Relaxing them does not stop
+      Gemini's image filter (`IMAGE_SAFETY`), which cannot be configured.
+    - `image_size`: `"1K"`, `"2K"` or `"4K"`; only the Gemini 3 Pro image models take it.
+    - `aspect_ratio`: send this ratio instead of the one nearest to width/height.
+    - `response_modalities`: `("TEXT", "IMAGE")` lets the model talk beside the image;
+      `("IMAGE",)` asks for the image alone.
+    """
+
+    safety_settings: tuple[SafetySetting, ...] = ()
+    image_size: Literal["1K", "2K", "4K"] | None = None
+    aspect_ratio: (
+        Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"] | None
+    ) = None
+    response_modalities: tuple[Literal["TEXT", "IMAGE"], ...] = ("TEXT", "IMAGE")
+
+
+def nearest_aspect_ratio(width: int, height: int) -> str:
+    """The supported aspect ratio closest to `width:height` (compared on a log scale)."""
+    target = math.log(width / height)
+
+    def distance(ratio: str) -> float:
+        w, h = (int(side) for side in ratio.split(":"))
+        return abs(math.log(w / h) - target)
+
+    return min(ASPECT_RATIOS, key=distance)
+
+
+class GeminiProvider:
+    """The Gemini API adapter. `Client(provider="gemini")` makes one with defaults.
+
+    Pass an instance to set defaults for every request of a client:
+    `Client(provider=GeminiProvider(options=GeminiOptions(image_size="2K")))`.
+    """
+
+    name = NAME
+    default_model = DEFAULT_MODEL
+    default_base_url = DEFAULT_BASE_URL
+    api_key_env_vars = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    takes_seed = True
+
+    def __init__(self, *, options: GeminiOptions | None = None) -> None:
+        self.options = options or GeminiOptions()
+
+    def __repr__(self) -> str:
+        return f"GeminiProvider(options={self.options!r})"
+
+    # -- request -------------------------------------------------------------------
+
+    def build_request(self, request: GenerationRequest, context: RequestContext) -> HttpRequest:
+        """The `generateContent` call for `request`."""
+        options = self._options_for(request)
+        body: dict[str, object] = {
+            "contents": _contents(request, context.model),
+            "generationConfig": _generation_config(request, options, context.seed),
+        }
+        if options.safety_settings:
+            body["safetySettings"] = [
+                {"category": s.category, "threshold": s.threshold} for s in options.safety_settings
+            ]
+        return HttpRequest(
+            method="POST",
+            url=f"{context.base_url}/{API_VERSION}/models/{context.model}:generateContent",
+            headers={"x-goog-api-key": context.api_key, "content-type": "application/json"},
+            content=json.dumps(body, separators=(",", ":")).encode(),
+        )
+
+    def _options_for(self, request: GenerationRequest) -> GeminiOptions:
+        if request.options is None:
+            return self.options
+        if not isinstance(request.options, GeminiOptions):
+            raise ConfigurationError(
+                f"options={type(request.options).__name__}(...) is for another provider; "
+                "this client talks to gemini: pass GeminiOptions(...) or no options"
+            )
+        return request.options
+
+    # -- response ------------------------------------------------------------------
+
+    def parse_response(self, response: HttpResponse, request: GenerationRequest) -> ProviderAnswer:
+        """Read a 200 answer: the image, or the safety block or text that came instead."""
+        body = parse_json_body(response, NAME)
+        if not isinstance(body, Mapping):
+            raise GenerationError(
+                f"gemini answered with JSON that is not an object: {preview(response.content)}"
+            )
+        request_id = _str_or_none(body.get("responseId"))
+        feedback = as_mapping(body.get("promptFeedback"))
+        block_reason = _str_or_none(feedback.get("blockReason"))
+        if block_reason:
+            raise ContentPolicyError(
+                f"gemini refused the prompt ({block_reason}); rephrase it, "
+                "since sending it again will be refused again",
+                reason=block_reason,
+                stage="prompt",
+                categories=_flagged_categories(feedback.get("safetyRatings")),
+                provider=NAME,
+                request_id=request_id,
+                details=dict(body),
+            )
+        candidates = as_list(body.get("candidates"))
+        if not candidates:
+            raise GenerationError(
+                "gemini answered without candidates and without a block reason",
+                details=dict(body),
+            )
+        candidate = as_mapping(candidates[0])
+        finish_reason = _str_or_none(candidate.get("finishReason"))
+        reason = (finish_reason or "").upper()
+        if reason in SAFETY_FINISH_REASONS:
+            message = _str_or_none(candidate.get("finishMessage"))
+            raise ContentPolicyError(
+                f"gemini withheld the image ({reason})" + (f": {message}" if message else ""),
+                reason=reason,
+                stage="output",
+                categories=_flagged_categories(candidate.get("safetyRatings")),
+                provider=NAME,
+                request_id=request_id,
+                details=dict(body),
+            )
+        if reason == "MISSING_THOUGHT_SIGNATURE":
+            raise GenerationError(
+                "gemini refused the conversation history: a model turn lacks its thought "
+                "signature; resend the turns exactly as aigen returned them",
+                details=dict(body),
+            )
+        answer = _read_parts(as_mapping(candidate.get("content")).get("parts"))
+        if answer.image is None:
+            raise NoImageError(
+                f"gemini answered without an image (finish reason {finish_reason})"
+                + (f": {preview(answer.text)}" if answer.text else ""),
+                text=answer.text,
+                finish_reason=finish_reason,
+                request_id=request_id,
+                details=dict(body),
+            )
+        image_part = answer.image
+        inline = as_mapping(image_part.get("inlineData") or image_part.get("inline_data"))
+        return ProviderAnswer(
+            image_data=decode_base64_image(inline.get("data"), NAME, "inlineData.data"),
+            declared_mime_type=_str_or_none(inline.get("mimeType") or inline.get("mime_type")),
+            text=answer.text,
+            thought_signature=_signature(image_part),
+            text_thought_signature=answer.text_signature,
+            image_first=answer.image_first,
+            request_id=request_id,
+            model=_model_name(body.get("modelVersion")),
+            usage=_usage(body.get("usageMetadata")),
+            finish_reason=finish_reason,
+        )
+
+    def parse_error(self, response: HttpResponse, context: ErrorContext) -> GenerationError:
+        """Read a `google.rpc.Status` error body into the matching error class."""
+        status = response.status_code
+        try:
+            body: object = json.loads(response.content)
+        except (UnicodeDecodeError, ValueError):
+            body = response.content.decode("utf-8", "replace")
+        if isinstance(body, list) and len(body) == 1:  # the stream endpoint wraps errors
+            body = body[0]
+        error = as_mapping(as_mapping(body).get("error"))
+        server_message = _str_or_none(error.get("message"))
+        details = [as_mapping(d) for d in as_list(error.get("details"))]
+        message = server_message or (
+            f"HTTP {status} with a body that is not a Gemini error: {preview(str(body))}"
+        )
+        kind = api_error_class(status)
+        reasons = {_str_or_none(d.get("reason")) for d in details if _is_type(d, "ErrorInfo")}
+        if "API_KEY_INVALID" in reasons:
+            kind = AuthenticationError
+        elif status == 400 and server_message and _mentions_safety(server_message):
+            return ContentPolicyError(
+                f"gemini refused the request on safety grounds: {server_message}",
+                reason=_str_or_none(error.get("status")) or "SAFETY",
+                stage="prompt",
+                provider=NAME,
+                details=body,
+            )
+        elif status == 402 or (status == 429 and _quota_will_not_reset_soon(details)):
+            kind = QuotaExceededError
+        return kind(
+            _with_next_step(message, kind, context.model),
+            status_code=status,
+            provider=NAME,
+            body=body,
+            retry_after=_retry_delay(details, server_message),
+        )
+
+
+# -- request helpers ---------------------------------------------------------------
+
+
+def _contents(request: GenerationRequest, model: str) -> list[dict[str, object]]:
+    """History then the new prompt, as alternating user/model contents."""
+    turns = [
+        *request.conversation_history,
+        Turn(role="user", text=request.prompt, image_data=request.input_image),
+    ]
+    first_user = next(i for i, turn in enumerate(turns) if turn.role == "user")
+    contents: list[dict[str, object]] = []
+    for index, turn in enumerate(turns):
+        if turn.role == "user":
+            text = turn.text
+            if text and index == first_user:
+                # Only the opening turn carries the rules and the size, so a replayed
+                # history reads exactly as it did when it was first sent.
+                text = compose_prompt(
+                    text, width=request.width, height=request.height, rules=request.rules_preamble
+                )
+            parts = _user_parts(text, turn)
+        else:
+            parts = _model_parts(turn, needs_signatures=model.startswith("gemini-3"))
+        if contents and contents[-1]["role"] == turn.role:
+            # Gemini wants roles to alternate; two user turns in a row become one.
+            previous = contents[-1]["parts"]
+            assert isinstance(previous, list)
+            previous.extend(parts)
+        else:
+            contents.append({"role": turn.role, "parts": parts})
+    return contents
+
+
+def _user_parts(text: str | None, turn: Turn) -> list[dict[str, object]]:
+    parts: list[dict[str, object]] = []
+    if text:
+        parts.append({"text": text})
+    if turn.image_data is not None:
+        parts.append(_image_part(turn.image_data, turn.mime_type))
+    return parts
+
+
+def _model_parts(turn: Turn, *, needs_signatures: bool) -> list[dict[str, object]]:
+    """A model turn replayed as it came: same order, each signature on its own part."""
+    stand_in = STAND_IN_SIGNATURE if needs_signatures else None
+    text_part: dict[str, object] | None = None
+    image_part: dict[str, object] | None = None
+    if turn.text:
+        text_part = {"text": turn.text}
+    if turn.image_data is not None:
+        image_part = _image_part(turn.image_data, turn.mime_type)
+        _sign(image_part, turn.thought_signature, stand_in)
+    ordered = [image_part, text_part] if turn.image_first else [text_part, image_part]
+    parts = [part for part in ordered if part is not None]
+    if text_part is not None:
+        # Only the first part after the thoughts carries a text signature.
+        _sign(text_part, turn.text_thought_signature, stand_in if parts[0] is text_part else None)
+    return parts
+
+
+def _sign(part: dict[str, object], signature: bytes | None, stand_in: str | None) -> None:
+    if signature is not None:
+        part["thoughtSignature"] = base64.b64encode(signature).decode("ascii")
+    elif stand_in is not None:
+        part["thoughtSignature"] = stand_in
+
+
+def _image_part(data: bytes, mime_type: str | None) -> dict[str, object]:
+    return {
+        "inlineData": {
+            "mimeType": mime_type or "image/png",
+            "data": base64.b64encode(data).decode("ascii"),
+        }
+    }
+
+
+def _generation_config(
+    request: GenerationRequest, options: GeminiOptions, seed: int | None
+) -> dict[str, object]:
+    config: dict[str, object] = {"responseModalities": list(options.response_modalities)}
+    image_config: dict[str, object] = {}
+    if options.aspect_ratio is not None:
+        image_config["aspectRatio"] = options.aspect_ratio
+    elif request.width is not None and request.height is not None:
+        image_config["aspectRatio"] = nearest_aspect_ratio(request.width, request.height)
+    if options.image_size is not None:
+        image_config["imageSize"] = options.image_size
+    if image_config:
+        config["imageConfig"] = image_config
+    if seed is not None:
+        config["seed"] = seed
+    return config
+
+
+# -- response helpers --------------------------------------------------------------
+
+
+class _Parts:
+    """The non-thought parts of a candidate: its last image and its text."""
+
+    def __init__(self) -> None:
+        self.image: Mapping[str, object] | None = None
+        self.texts: list[str] = []
+        self.text_signature: bytes | None = None
+        self.image_first = False
+
+    @property
+    def text(self) -> str | None:
+        return "".join(self.texts) or None
+
+
+def _read_parts(raw_parts: object) -> _Parts:
+    found = _Parts()
+    for raw in as_list(raw_parts):
+        part = as_mapping(raw)
+        if part.get("thought") is True:
+            continue  # interim thought images and reasoning: not the answer
+        if part.get("inlineData") or part.get("inline_data"):
+            if found.image is None and not found.texts:
+                found.image_first = True
+            found.image = part  # the last image is the final one
+        elif isinstance(part.get("text"), str):
+            if not found.texts and found.text_signature is None:
+                found.text_signature = _signature(part)
+            found.texts.append(str(part["text"]))
+    return found
+
+
+def _signature(part: Mapping[str, object]) -> bytes | None:
+    raw = part.get("thoughtSignature") or part.get("thought_signature")
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return decode_base64_image(raw, NAME, "thoughtSignature")
+    except GenerationError:
+        return raw.encode()  # opaque token: keep it as sent rather than fail the call
+
+
+def _usage(raw: object) -> Usage:
+    usage = as_mapping(raw)
+
+    def count(key: str) -> int | None:
+        value = usage.get(key)
+        return value if isinstance(value, int) else None
+
+    return Usage(
+        input_tokens=count("promptTokenCount"),
+        output_tokens=count("candidatesTokenCount"),
+        total_tokens=count("totalTokenCount"),
+        thinking_tokens=count("thoughtsTokenCount"),
+    )
+
+
+def _flagged_categories(raw_ratings: object) -> list[str]:
+    """Categories a safety rating marked blocked, else those rated MEDIUM or HIGH."""
+    ratings = [as_mapping(r) for r in as_list(raw_ratings)]
+    blocked = [str(r.get("category")) for r in ratings if r.get("blocked") is True]
+    if blocked:
+        return blocked
+    return [str(r.get("category")) for r in ratings if r.get("probability") in ("MEDIUM", "HIGH")]
+
+
+def _model_name(raw: object) -> str | None:
+    name = _str_or_none(raw)
+    return name.removeprefix("models/") if name else None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+# -- error helpers -----------------------------------------------------------------
+
+
+def _is_type(detail: Mapping[str, object], name: str) -> bool:
+    return str(detail.get("@type", "")).endswith(f"google.rpc.{name}")
+
+
+def _quota_will_not_reset_soon(details: Sequence[Mapping[str, object]]) -> bool:
+    """A per-day quota, or a quota of zero on this tier: waiting a minute will not help."""
+    for detail in details:
+        if not _is_type(detail, "QuotaFailure"):
+            continue
+        for raw in as_list(detail.get("violations")):
+            violation = as_mapping(raw)
+            quota_id = str(violation.get("quotaId", ""))
+            if "PerDay" in quota_id or str(violation.get("quotaValue", "")) == "0":
+                return True
+    return False
+
+
+def _retry_delay(details: Sequence[Mapping[str, object]], message: str | None) -> float | None:
+    """The longer of `RetryInfo.retryDelay` and the message's "Please retry in 17.4s"."""
+    hints: list[float] = []
+    for detail in details:
+        if _is_type(detail, "RetryInfo"):
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                hints.append(float(match.group(1)))
+    if message:
+        match = _RETRY_IN_MESSAGE.search(message)
+        if match:
+            hints.append(float(match.group(1)))
+    return max(hints) if hints else None
+
+
+def _mentions_safety(message: str) -> bool:
+    lowered = message.lower()
+    return "safety" in lowered or "prohibited use" in lowered
+
+
+def _with_next_step(message: str, kind: type[GenerationError], model: str) -> str:
+    if kind is AuthenticationError:
+        return f"{message} Check the key in GEMINI_API_KEY (or api_key=)."
+    if kind is BadRequestError:
+        return message
+    if kind is QuotaExceededError:
+        return f"{message} This quota will not reset within minutes: check your plan."
+    if kind.__name__ == "NotFoundError":
+        return f"{message} Check the model name ({model!r})."
+    return message
