@@ -97,6 +97,15 @@ class _BaseClient:
     def _http_request(
         client: httpx.Client | httpx.AsyncClient, request: HttpRequest, timeout: httpx.Timeout
     ) -> httpx.Request:
+        if request.files:
+            return client.build_request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                data=dict(request.form),
+                files=[(f.name, (f.filename, f.data, f.content_type)) for f in request.files],
+                timeout=timeout,
+            )
         return client.build_request(
             request.method,
             request.url,

@@ -231,6 +231,7 @@ class GenerationCall:
             provider=provider,
             request_id=answer.request_id,
             usage=answer.usage,
+            rate_limit=answer.rate_limit,
             finish_reason=answer.finish_reason,
             attempts=self.attempts,
         )

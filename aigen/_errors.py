@@ -24,7 +24,10 @@ line and an exception can be matched, and `attempts`, the HTTP attempts it took.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from ._models import RateLimitInfo
 
 __all__ = [
     "APIConnectionError",
@@ -78,7 +81,8 @@ class APIError(GenerationError):
 
     `body` is the parsed JSON error body (or its text when it was not JSON).
     `retry_after` is the wait the server asked for (`Retry-After`, `retry-after-ms`,
-    Gemini's `RetryInfo`), in seconds, or `None`.
+    Gemini's `RetryInfo`), in seconds, or `None`. `rate_limit` holds the provider's
+    rate-limit headers, parsed, where it sends them (OpenAI).
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class APIError(GenerationError):
         body: object = None,
         details: object = None,
         retry_after: float | None = None,
+        rate_limit: RateLimitInfo | None = None,
     ) -> None:
         super().__init__(message, details=details if details is not None else body)
         self.status_code = status_code
@@ -98,6 +103,7 @@ class APIError(GenerationError):
         self.request_id = request_id
         self.body = body
         self.retry_after = retry_after
+        self.rate_limit = rate_limit
 
     def __str__(self) -> str:
         where = f"{self.provider} {self.status_code}"

@@ -27,6 +27,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResponse",
     "ProviderOptions",
+    "RateLimitInfo",
     "Turn",
     "Usage",
 ]
@@ -199,6 +200,23 @@ class Usage(BaseModel):
     thinking_tokens: int | None = None
 
 
+class RateLimitInfo(BaseModel):
+    """The provider's rate-limit headers, parsed (OpenAI's `x-ratelimit-*`).
+
+    `reset_*` are seconds until the window resets. A field is `None` where the header
+    was absent or unreadable.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens: float | None = None
+
+
 class GenerationResponse(BaseModel):
     """A generated image and what is known about how it was made.
 
@@ -227,6 +245,7 @@ class GenerationResponse(BaseModel):
     provider: str
     request_id: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    rate_limit: RateLimitInfo | None = None
     finish_reason: str | None = None
     attempts: int
 

@@ -23,6 +23,7 @@ __all__ = [
 # name -> (module, class); imported lazily so `import aigen` stays cheap.
 BUILTIN_PROVIDERS: dict[str, tuple[str, str]] = {
     "gemini": ("aigen.providers.gemini", "GeminiProvider"),
+    "openai": ("aigen.providers.openai", "OpenAIProvider"),
 }
 
 

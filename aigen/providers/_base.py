@@ -25,7 +25,7 @@ from .._errors import (
     ServerError,
 )
 from .._http import HttpRequest, HttpResponse
-from .._models import GenerationRequest, Usage
+from .._models import GenerationRequest, RateLimitInfo, Usage
 
 __all__ = [
     "ErrorContext",
@@ -72,6 +72,7 @@ class ProviderAnswer:
     request_id: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
+    rate_limit: RateLimitInfo | None = None
     finish_reason: str | None = None
 
 
@@ -160,6 +161,16 @@ def preview(content: bytes | str, limit: int = 200) -> str:
 def as_mapping(value: object) -> Mapping[str, object]:
     """`value` if it is a JSON object, else an empty one: bodies are untrusted."""
     return value if isinstance(value, Mapping) else {}
+
+
+def str_or_none(value: object) -> str | None:
+    """`value` if it is a non-empty string, else `None`."""
+    return value if isinstance(value, str) and value else None
+
+
+def int_or_none(value: object) -> int | None:
+    """`value` if it is an integer (not a bool), else `None`."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def as_list(value: object) -> Sequence[object]:

@@ -23,6 +23,7 @@ from .._errors import (
     ContentPolicyError,
     GenerationError,
     NoImageError,
+    NotFoundError,
     QuotaExceededError,
 )
 from .._http import HttpRequest, HttpResponse
@@ -36,8 +37,10 @@ from ._base import (
     as_list,
     as_mapping,
     decode_base64_image,
+    int_or_none,
     parse_json_body,
     preview,
+    str_or_none,
 )
 
 __all__ = ["GeminiOptions", "GeminiProvider", "SafetySetting", "nearest_aspect_ratio"]
@@ -177,9 +180,9 @@ class GeminiProvider:
             raise GenerationError(
                 f"gemini answered with JSON that is not an object: {preview(response.content)}"
             )
-        request_id = _str_or_none(body.get("responseId"))
+        request_id = str_or_none(body.get("responseId"))
         feedback = as_mapping(body.get("promptFeedback"))
-        block_reason = _str_or_none(feedback.get("blockReason"))
+        block_reason = str_or_none(feedback.get("blockReason"))
         if block_reason:
             raise ContentPolicyError(
                 f"gemini refused the prompt ({block_reason}); rephrase it, "
@@ -198,10 +201,10 @@ class GeminiProvider:
                 details=dict(body),
             )
         candidate = as_mapping(candidates[0])
-        finish_reason = _str_or_none(candidate.get("finishReason"))
+        finish_reason = str_or_none(candidate.get("finishReason"))
         reason = (finish_reason or "").upper()
         if reason in SAFETY_FINISH_REASONS:
-            message = _str_or_none(candidate.get("finishMessage"))
+            message = str_or_none(candidate.get("finishMessage"))
             raise ContentPolicyError(
                 f"gemini withheld the image ({reason})" + (f": {message}" if message else ""),
                 reason=reason,
@@ -231,7 +234,7 @@ class GeminiProvider:
         inline = as_mapping(image_part.get("inlineData") or image_part.get("inline_data"))
         return ProviderAnswer(
             image_data=decode_base64_image(inline.get("data"), NAME, "inlineData.data"),
-            declared_mime_type=_str_or_none(inline.get("mimeType") or inline.get("mime_type")),
+            declared_mime_type=str_or_none(inline.get("mimeType") or inline.get("mime_type")),
             text=answer.text,
             thought_signature=_signature(image_part),
             text_thought_signature=answer.text_signature,
@@ -252,19 +255,19 @@ class GeminiProvider:
         if isinstance(body, list) and len(body) == 1:  # the stream endpoint wraps errors
             body = body[0]
         error = as_mapping(as_mapping(body).get("error"))
-        server_message = _str_or_none(error.get("message"))
+        server_message = str_or_none(error.get("message"))
         details = [as_mapping(d) for d in as_list(error.get("details"))]
         message = server_message or (
             f"HTTP {status} with a body that is not a Gemini error: {preview(str(body))}"
         )
         kind = api_error_class(status)
-        reasons = {_str_or_none(d.get("reason")) for d in details if _is_type(d, "ErrorInfo")}
+        reasons = {str_or_none(d.get("reason")) for d in details if _is_type(d, "ErrorInfo")}
         if "API_KEY_INVALID" in reasons:
             kind = AuthenticationError
         elif status == 400 and server_message and _mentions_safety(server_message):
             return ContentPolicyError(
                 f"gemini refused the request on safety grounds: {server_message}",
-                reason=_str_or_none(error.get("status")) or "SAFETY",
+                reason=str_or_none(error.get("status")) or "SAFETY",
                 stage="prompt",
                 provider=NAME,
                 details=body,
@@ -420,16 +423,11 @@ def _signature(part: Mapping[str, object]) -> bytes | None:
 
 def _usage(raw: object) -> Usage:
     usage = as_mapping(raw)
-
-    def count(key: str) -> int | None:
-        value = usage.get(key)
-        return value if isinstance(value, int) else None
-
     return Usage(
-        input_tokens=count("promptTokenCount"),
-        output_tokens=count("candidatesTokenCount"),
-        total_tokens=count("totalTokenCount"),
-        thinking_tokens=count("thoughtsTokenCount"),
+        input_tokens=int_or_none(usage.get("promptTokenCount")),
+        output_tokens=int_or_none(usage.get("candidatesTokenCount")),
+        total_tokens=int_or_none(usage.get("totalTokenCount")),
+        thinking_tokens=int_or_none(usage.get("thoughtsTokenCount")),
     )
 
 
@@ -443,12 +441,8 @@ def _flagged_categories(raw_ratings: object) -> list[str]:
 
 
 def _model_name(raw: object) -> str | None:
-    name = _str_or_none(raw)
+    name = str_or_none(raw)
     return name.removeprefix("models/") if name else None
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 # -- error helpers -----------------------------------------------------------------
@@ -498,6 +492,6 @@ def _with_next_step(message: str, kind: type[GenerationError], model: str) -> st
         return message
     if kind is QuotaExceededError:
         return f"{message} This quota will not reset within minutes: check your plan."
-    if kind.__name__ == "NotFoundError":
+    if kind is NotFoundError:
         return f"{message} Check the model name ({model!r})."
     return message
