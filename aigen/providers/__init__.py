@@ -9,15 +9,30 @@ from __future__ import annotations
 from importlib import import_module
 
 from .._errors import ConfigurationError
-from ._base import ErrorContext, Provider, ProviderAnswer, RequestContext
+from .._http import FormFile, HttpRequest, HttpResponse
+from ._base import (
+    ErrorContext,
+    Provider,
+    ProviderAnswer,
+    RequestContext,
+    api_error_class,
+    decode_base64_image,
+    parse_json_body,
+)
 
 __all__ = [
     "BUILTIN_PROVIDERS",
     "ErrorContext",
+    "FormFile",
+    "HttpRequest",
+    "HttpResponse",
     "Provider",
     "ProviderAnswer",
     "RequestContext",
+    "api_error_class",
     "builtin_provider",
+    "decode_base64_image",
+    "parse_json_body",
 ]
 
 # name -> (module, class); imported lazily so `import aigen` stays cheap.
