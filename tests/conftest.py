@@ -124,3 +124,20 @@ def make_client(client_kind: str, fake_time: FakeTime) -> Iterator[Callable[...,
         else:
             loop.run_until_complete(client.aclose())
     loop.close()
+
+
+@pytest.fixture(params=["gemini", "openai"])
+def kit(request: pytest.FixtureRequest) -> Any:
+    """Each provider's way of answering, for the provider-neutral behaviour tests."""
+    from .kits import KITS
+
+    return KITS[str(request.param)]
+
+
+@pytest.fixture
+def api(kit: Any) -> Iterator[Any]:
+    """The mocked generation endpoint(s) of `kit`'s provider (a respx route)."""
+    import respx
+
+    with respx.mock(assert_all_called=False) as router:
+        yield kit.route(router)
