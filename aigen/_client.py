@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
+from typing import Generic, TypeVar
 
 import httpx
 from tenacity import AsyncRetrying, Retrying
@@ -35,8 +36,13 @@ _POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
 History = Sequence[Turn] | Sequence[dict[str, object]] | ConversationState
 
 
-class _BaseClient:
-    """Configuration shared by both clients: settings, engine, timeouts, repr."""
+ConversationT = TypeVar("ConversationT", Conversation, AsyncConversation)
+
+
+class _BaseClient(Generic[ConversationT]):
+    """What both clients share: settings, engine, timeouts, repr, conversations."""
+
+    _conversation_class: type[ConversationT]
 
     def __init__(
         self,
@@ -114,16 +120,38 @@ class _BaseClient:
             timeout=timeout,
         )
 
-    def _state(self, history: History | None, **settings: object) -> dict[str, object]:
-        """The fields of a new conversation: saved state first, then explicit settings."""
-        base: dict[str, object] = {}
+    def conversation(
+        self,
+        *,
+        history: History | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        model: str | None = None,
+        seed: int | None = None,
+        rules_preamble: bool | None = None,
+    ) -> ConversationT:
+        """Start a multi-turn conversation, or resume a saved one with `history=`.
+
+        `history` takes a saved conversation (its settings come along unless given
+        here), or a list of `Turn`s or of dicts with the same fields.
+        """
+        state: dict[str, object] = {}
         if isinstance(history, ConversationState):
-            base = history.model_dump(exclude={"history"})
-            base["history"] = list(history.history)
+            state = history.model_dump(exclude={"history"})
+            state["history"] = list(history.history)
         elif history is not None:
-            base["history"] = list(history)
-        base.update({k: v for k, v in settings.items() if v is not None})
-        return base
+            state["history"] = list(history)
+        explicit = {
+            "width": width,
+            "height": height,
+            "model": model,
+            "seed": seed,
+            "rules_preamble": rules_preamble,
+        }
+        state.update({key: value for key, value in explicit.items() if value is not None})
+        chat: ConversationT = self._conversation_class.model_validate(state)
+        chat._client = self  # type: ignore[assignment]  # each client matches its class
+        return chat
 
 
 @contextmanager
@@ -143,7 +171,7 @@ def _response(response: httpx.Response) -> HttpResponse:
     return HttpResponse.from_parts(response.status_code, response.headers, response.content)
 
 
-class Client(_BaseClient):
+class Client(_BaseClient[Conversation]):
     """The synchronous client, for Flask, Django and scripts; safe to share across threads.
 
     Keywords (all optional): `provider` (`"gemini"`, `"openai"` or a `Provider`),
@@ -152,6 +180,8 @@ class Client(_BaseClient):
     `http_client` (your own `httpx.Client`; aigen will not close it) and
     `allow_insecure_http`. See the README for which environment variables fill them in.
     """
+
+    _conversation_class = Conversation
 
     def __init__(
         self,
@@ -200,30 +230,6 @@ class Client(_BaseClient):
             )
         return call.handle_response(_response(response))
 
-    def conversation(
-        self,
-        *,
-        history: History | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        model: str | None = None,
-        seed: int | None = None,
-        rules_preamble: bool | None = None,
-    ) -> Conversation:
-        """Start a multi-turn conversation, or resume a saved one with `history=`."""
-        chat = Conversation.model_validate(
-            self._state(
-                history,
-                width=width,
-                height=height,
-                model=model,
-                seed=seed,
-                rules_preamble=rules_preamble,
-            )
-        )
-        chat._client = self
-        return chat
-
     def close(self) -> None:
         """Close the connection pool (not a `http_client` you passed in)."""
         if self._owns_http_client:
@@ -241,11 +247,13 @@ class Client(_BaseClient):
         self.close()
 
 
-class AsyncClient(_BaseClient):
+class AsyncClient(_BaseClient[AsyncConversation]):
     """The asynchronous client, for FastAPI and workers; share one across many tasks.
 
     Takes the same keywords as `Client`, with `http_client` an `httpx.AsyncClient`.
     """
+
+    _conversation_class = AsyncConversation
 
     def __init__(
         self,
@@ -289,30 +297,6 @@ class AsyncClient(_BaseClient):
                 self._http_request(self._http, request, self._attempt_timeout(call))
             )
         return call.handle_response(_response(response))
-
-    def conversation(
-        self,
-        *,
-        history: History | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        model: str | None = None,
-        seed: int | None = None,
-        rules_preamble: bool | None = None,
-    ) -> AsyncConversation:
-        """Start a multi-turn conversation, or resume a saved one with `history=`."""
-        chat = AsyncConversation.model_validate(
-            self._state(
-                history,
-                width=width,
-                height=height,
-                model=model,
-                seed=seed,
-                rules_preamble=rules_preamble,
-            )
-        )
-        chat._client = self
-        return chat
 
     async def aclose(self) -> None:
         """Close the connection pool (not a `http_client` you passed in)."""

@@ -34,6 +34,7 @@ __all__ = [
     "RequestContext",
     "api_error_class",
     "decode_base64_image",
+    "parse_error_body",
     "parse_json_body",
 ]
 
@@ -133,6 +134,14 @@ def parse_json_body(response: HttpResponse, provider: str) -> object:
             f"{preview(response.content)}",
             details={"status_code": response.status_code},
         ) from None
+
+
+def parse_error_body(response: HttpResponse) -> object:
+    """An error body as JSON when it is JSON, else as text (a proxy's HTML page, say)."""
+    try:
+        return json.loads(response.content)
+    except (UnicodeDecodeError, ValueError):
+        return response.content.decode("utf-8", "replace")
 
 
 def decode_base64_image(data: object, provider: str, where: str) -> bytes:

@@ -38,6 +38,7 @@ from ._base import (
     as_mapping,
     decode_base64_image,
     int_or_none,
+    parse_error_body,
     parse_json_body,
     preview,
     str_or_none,
@@ -248,10 +249,7 @@ class GeminiProvider:
     def parse_error(self, response: HttpResponse, context: ErrorContext) -> GenerationError:
         """Read a `google.rpc.Status` error body into the matching error class."""
         status = response.status_code
-        try:
-            body: object = json.loads(response.content)
-        except (UnicodeDecodeError, ValueError):
-            body = response.content.decode("utf-8", "replace")
+        body = parse_error_body(response)
         if isinstance(body, list) and len(body) == 1:  # the stream endpoint wraps errors
             body = body[0]
         error = as_mapping(as_mapping(body).get("error"))

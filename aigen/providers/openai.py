@@ -37,6 +37,7 @@ from ._base import (
     as_mapping,
     decode_base64_image,
     int_or_none,
+    parse_error_body,
     parse_json_body,
     preview,
     str_or_none,
@@ -273,10 +274,7 @@ class OpenAIProvider:
     def parse_error(self, response: HttpResponse, context: ErrorContext) -> GenerationError:
         """Read OpenAI's `{"error": {...}}` envelope into the matching error class."""
         status = response.status_code
-        try:
-            body: object = json.loads(response.content)
-        except (UnicodeDecodeError, ValueError):
-            body = response.content.decode("utf-8", "replace")
+        body = parse_error_body(response)
         error = as_mapping(as_mapping(body).get("error"))
         code = str_or_none(error.get("code")) or str_or_none(error.get("type"))
         server_message = str_or_none(error.get("message"))
