@@ -24,7 +24,15 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
-from ._models import GenerationRequest, GenerationResponse, ProviderOptions, Turn, Usage
+from ._models import (
+    GenerationRequest,
+    GenerationResponse,
+    ProviderOptions,
+    RateLimitInfo,
+    Turn,
+    TurnPart,
+    Usage,
+)
 from ._retry import RetryPolicy
 from ._version import __version__
 from .providers import Provider
@@ -53,9 +61,11 @@ __all__ = [
     "ProviderOptions",
     "QuotaExceededError",
     "RateLimitError",
+    "RateLimitInfo",
     "RetryPolicy",
     "ServerError",
     "Turn",
+    "TurnPart",
     "Usage",
     "__version__",
 ]

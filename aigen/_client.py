@@ -19,7 +19,7 @@ from tenacity import AsyncRetrying, Retrying
 from typing_extensions import Self, Unpack
 
 from ._config import resolve_settings
-from ._constants import DEFAULT_TIMEOUT
+from ._constants import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
 from ._conversation import AsyncConversation, Conversation, ConversationState
 from ._core import Engine, GenerationCall
 from ._http import HttpRequest, HttpResponse
@@ -55,6 +55,7 @@ class _BaseClient(Generic[ConversationT]):
         max_retries: int | None,
         retry: RetryPolicy | None,
         allow_insecure_http: bool,
+        max_response_bytes: int,
     ) -> None:
         settings = resolve_settings(
             provider=provider,
@@ -64,6 +65,7 @@ class _BaseClient(Generic[ConversationT]):
             max_retries=max_retries,
             retry=retry,
             allow_insecure_http=allow_insecure_http,
+            max_response_bytes=max_response_bytes,
         )
         self._engine = Engine(settings)
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
@@ -167,8 +169,8 @@ def _typed_transport_errors(call: GenerationCall) -> Iterator[None]:
         raise call.undecodable_body(exc) from exc
 
 
-def _response(response: httpx.Response) -> HttpResponse:
-    return HttpResponse.from_parts(response.status_code, response.headers, response.content)
+def _response(response: httpx.Response, body: bytes) -> HttpResponse:
+    return HttpResponse.from_parts(response.status_code, response.headers, body)
 
 
 class Client(_BaseClient[Conversation]):
@@ -177,8 +179,9 @@ class Client(_BaseClient[Conversation]):
     Keywords (all optional): `provider` (`"gemini"`, `"openai"` or a `Provider`),
     `api_key`, `base_url`, `model`, `timeout` (seconds per attempt, or an `httpx.Timeout`),
     `max_retries` (a shortcut for `retry=RetryPolicy(max_retries=...)`), `retry`,
-    `http_client` (your own `httpx.Client`; aigen will not close it) and
-    `allow_insecure_http`. See the README for which environment variables fill them in.
+    `http_client` (your own `httpx.Client`; aigen will not close it),
+    `allow_insecure_http` and `max_response_bytes`. See docs/configuration.md for which
+    environment variables fill them in.
     """
 
     _conversation_class = Conversation
@@ -195,6 +198,7 @@ class Client(_BaseClient[Conversation]):
         retry: RetryPolicy | None = None,
         http_client: httpx.Client | None = None,
         allow_insecure_http: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         super().__init__(
             provider=provider,
@@ -205,6 +209,7 @@ class Client(_BaseClient[Conversation]):
             max_retries=max_retries,
             retry=retry,
             allow_insecure_http=allow_insecure_http,
+            max_response_bytes=max_response_bytes,
         )
         self._owns_http_client = http_client is None
         self._http = http_client or httpx.Client(timeout=self._timeout, limits=_POOL_LIMITS)
@@ -223,12 +228,16 @@ class Client(_BaseClient[Conversation]):
         return retrying(self._attempt, call)
 
     def _attempt(self, call: GenerationCall) -> GenerationResponse:
-        request = call.next_attempt()
+        request = self._http_request(self._http, call.next_attempt(), self._attempt_timeout(call))
         with _typed_transport_errors(call):
-            response = self._http.send(
-                self._http_request(self._http, request, self._attempt_timeout(call))
-            )
-        return call.handle_response(_response(response))
+            response = self._http.send(request, stream=True)
+            try:
+                reader = call.body_reader(response.headers)
+                for chunk in response.iter_bytes():
+                    reader.feed(chunk)
+            finally:
+                response.close()
+        return call.handle_response(_response(response, reader.body()))
 
     def close(self) -> None:
         """Close the connection pool (not a `http_client` you passed in)."""
@@ -267,6 +276,7 @@ class AsyncClient(_BaseClient[AsyncConversation]):
         retry: RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
         allow_insecure_http: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         super().__init__(
             provider=provider,
@@ -277,6 +287,7 @@ class AsyncClient(_BaseClient[AsyncConversation]):
             max_retries=max_retries,
             retry=retry,
             allow_insecure_http=allow_insecure_http,
+            max_response_bytes=max_response_bytes,
         )
         self._owns_http_client = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self._timeout, limits=_POOL_LIMITS)
@@ -291,12 +302,16 @@ class AsyncClient(_BaseClient[AsyncConversation]):
         return await retrying(self._attempt, call)
 
     async def _attempt(self, call: GenerationCall) -> GenerationResponse:
-        request = call.next_attempt()
+        request = self._http_request(self._http, call.next_attempt(), self._attempt_timeout(call))
         with _typed_transport_errors(call):
-            response = await self._http.send(
-                self._http_request(self._http, request, self._attempt_timeout(call))
-            )
-        return call.handle_response(_response(response))
+            response = await self._http.send(request, stream=True)
+            try:
+                reader = call.body_reader(response.headers)
+                async for chunk in response.aiter_bytes():
+                    reader.feed(chunk)
+            finally:
+                await response.aclose()
+        return call.handle_response(_response(response, reader.body()))
 
     async def aclose(self) -> None:
         """Close the connection pool (not a `http_client` you passed in)."""

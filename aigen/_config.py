@@ -9,7 +9,12 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from urllib.parse import urlsplit
 
-from ._constants import DEFAULT_PROVIDER, ENV_BASE_URL, ENV_PROVIDER
+from ._constants import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_PROVIDER,
+    ENV_BASE_URL,
+    ENV_PROVIDER,
+)
 from ._errors import ConfigurationError
 from ._retry import RetryPolicy
 from .providers import BUILTIN_PROVIDERS, Provider, builtin_provider
@@ -26,6 +31,7 @@ class Settings:
     base_url: str
     model: str
     retry: RetryPolicy
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
 
 def resolve_settings(
@@ -37,6 +43,7 @@ def resolve_settings(
     max_retries: int | None,
     retry: RetryPolicy | None,
     allow_insecure_http: bool,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Apply the precedence in SPEC: keyword, then environment, then the provider's default."""
@@ -51,6 +58,8 @@ def resolve_settings(
             "pass max_retries or retry, not both: max_retries is a shortcut for "
             "RetryPolicy(max_retries=...)"
         )
+    if max_response_bytes < 1:
+        raise ConfigurationError(f"max_response_bytes must be positive, got {max_response_bytes}")
     if max_retries is not None and max_retries < 0:
         raise ConfigurationError(f"max_retries must be 0 or more, got {max_retries}")
     policy = retry or (
@@ -62,6 +71,7 @@ def resolve_settings(
         base_url=url,
         model=model or resolved.default_model,
         retry=policy,
+        max_response_bytes=max_response_bytes,
     )
 
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 # slowest 4K renders without holding a dead connection forever.
 DEFAULT_TIMEOUT = 120.0
 
+# A 4K PNG in base64 is ~40 MB; 64 MiB admits it and stops a runaway or endless body
+# (or a gzip bomb, counted after decompression) before it takes the process down.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
 # Two retries (three attempts) ride out a typical 503 burst without tripling quota use.
 DEFAULT_MAX_RETRIES = 2
 # 1 s, 2 s, 4 s: the seed design's schedule, which users tuned their timeouts to.

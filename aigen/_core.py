@@ -23,7 +23,7 @@ from ._models import MAX_SEED, GenerationRequest, GenerationResponse
 from ._retry import RetryLoop, parse_retry_after_headers
 from .providers import ErrorContext, ProviderAnswer, RequestContext
 
-__all__ = ["Engine", "GenerationCall"]
+__all__ = ["BodyReader", "Engine", "GenerationCall"]
 
 E = TypeVar("E", bound=GenerationError)
 
@@ -94,9 +94,9 @@ def as_request(request: GenerationRequest | str, fields: Mapping[str, object]) -
     if isinstance(request, GenerationRequest):
         if not fields:
             return request
-        return GenerationRequest.model_validate(
-            {**request.model_dump(exclude_unset=True), **fields}
-        )
+        # Field values, not a dump: a dump would turn provider options into a plain dict.
+        given = {name: getattr(request, name) for name in request.model_fields_set}
+        return GenerationRequest.model_validate({**given, **fields})
     if isinstance(request, str):
         return GenerationRequest.model_validate({"prompt": request, **fields})
     raise TypeError(
@@ -139,6 +139,19 @@ class GenerationCall:
         self.attempts += 1
         self._attempt_started = self._clock()
         return self.http_request
+
+    def body_reader(self, headers: Mapping[str, str]) -> BodyReader:
+        """A reader for this attempt's body; refuses one too large or too late."""
+        declared = headers.get("content-length", "")
+        limit = self._engine.settings.max_response_bytes
+        if declared.isdigit() and int(declared) > limit:
+            raise self.stamp(_too_large(int(declared), limit))
+        return BodyReader(self, limit)
+
+    def past_deadline(self) -> bool:
+        """Whether the call's deadline, if it has one, has passed."""
+        left = self.retry_loop.remaining()
+        return left is not None and left <= 0
 
     def time_left(self) -> float | None:
         """Seconds before the deadline, to cap this attempt's timeout; `None` without one."""
@@ -201,6 +214,9 @@ class GenerationCall:
             error.retry_after = max(hints) if hints else None
             if error.request_id is None:
                 error.request_id = response.headers.get("x-request-id")
+            if response.headers.get("x-should-retry", "").strip().lower() == "false":
+                # Only the server's "no" is taken: its "yes" cannot make a 401 worth retrying.
+                error.server_allows_retry = False
         return error
 
     def _finish(self, answer: ProviderAnswer, elapsed_ms: float) -> GenerationResponse:
@@ -224,8 +240,7 @@ class GenerationCall:
             inference_time_ms=elapsed_ms,
             total_time_ms=(self._clock() - self._started) * 1000,
             thought_signature=answer.thought_signature,
-            text_thought_signature=answer.text_thought_signature,
-            image_first=answer.image_first,
+            parts=answer.parts,
             text=answer.text,
             model=answer.model or self.model,
             provider=provider,
@@ -248,6 +263,42 @@ class GenerationCall:
             extra={"generation_id": self.generation_id},
         )
         return response
+
+
+class BodyReader:
+    """Collects a body chunk by chunk, stopping at the size cap or the call's deadline.
+
+    httpx's timeouts bound each read, so a body trickling in small pieces could outlast
+    the deadline; checking between chunks bounds the whole attempt.
+    """
+
+    def __init__(self, call: GenerationCall, limit: int) -> None:
+        self._call = call
+        self._limit = limit
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next chunk of the (decompressed) body."""
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise self._call.stamp(_too_large(self._size, self._limit))
+        if self._call.past_deadline():
+            raise self._call.stamp(
+                APITimeoutError("the answer was still arriving when the deadline passed")
+            )
+        self._chunks.append(chunk)
+
+    def body(self) -> bytes:
+        """Everything fed so far, as one bytes object."""
+        return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+
+
+def _too_large(size: int, limit: int) -> GenerationError:
+    return GenerationError(
+        f"the answer body is larger than max_response_bytes ({size:,} > {limit:,} bytes); "
+        "raise max_response_bytes if such images are expected"
+    )
 
 
 def _redact_text(text: str, secret: str) -> str:

@@ -82,7 +82,8 @@ class APIError(GenerationError):
     `body` is the parsed JSON error body (or its text when it was not JSON).
     `retry_after` is the wait the server asked for (`Retry-After`, `retry-after-ms`,
     Gemini's `RetryInfo`), in seconds, or `None`. `rate_limit` holds the provider's
-    rate-limit headers, parsed, where it sends them (OpenAI).
+    rate-limit headers, parsed, where it sends them (OpenAI). `server_allows_retry` is
+    `False` when the server answered `x-should-retry: false`; aigen then does not retry.
     """
 
     def __init__(
@@ -104,6 +105,7 @@ class APIError(GenerationError):
         self.body = body
         self.retry_after = retry_after
         self.rate_limit = rate_limit
+        self.server_allows_retry: bool | None = None
 
     def __str__(self) -> str:
         where = f"{self.provider} {self.status_code}"

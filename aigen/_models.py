@@ -29,6 +29,7 @@ __all__ = [
     "ProviderOptions",
     "RateLimitInfo",
     "Turn",
+    "TurnPart",
     "Usage",
 ]
 
@@ -42,7 +43,7 @@ def _decode_base64_text(value: object) -> object:
     """Let bytes fields take base64 text too (standard or URL-safe, padding optional)."""
     if not isinstance(value, str):
         return value
-    text = value.strip()
+    text = "".join(value.split())  # base64 tools wrap lines; whitespace is never data
     padded = text + "=" * (-len(text) % 4)
     try:
         if "-" in text or "_" in text:
@@ -87,13 +88,41 @@ class ProviderOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class TurnPart(BaseModel):
+    """One part of a model's answer, kept in the order the model sent it.
+
+    Exactly one of: `text`; `main_image=True`, meaning the turn's own `image_data`;
+    or `image_data` for any further image in the same answer. `thought_signature` is
+    the token the model put on this very part. Providers that want their history back
+    verbatim (Gemini) replay these parts as they came.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str | None = None
+    main_image: bool = False
+    image_data: Base64Bytes | None = Field(default=None, repr=False)
+    thought_signature: Base64Bytes | None = Field(default=None, repr=False)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        kinds = (self.text is not None) + self.main_image + (self.image_data is not None)
+        if kinds != 1:
+            raise ValueError("a turn part holds exactly one of text, main_image or image_data")
+        if self.image_data is not None:
+            _require_image(self.image_data, "image_data")
+        return self
+
+
 class Turn(BaseModel):
     """One turn of a conversation: what the user asked, or what the model answered.
 
     `image_data` takes bytes or base64 text; `mime_type` is read from the image bytes
-    when omitted. `thought_signature` is the opaque token a model attaches to its image
-    (and `text_thought_signature` the one on its text, when the text came first); aigen
-    sends both back so the model can build on its own reasoning.
+    when omitted. `thought_signature` is the opaque token a model attaches to its image;
+    aigen sends it back so the model can build on its own reasoning. `parts`, filled
+    for answers aigen received, records every part of the answer in order with its own
+    signature, so the turn is replayed exactly as it came; turns you write yourself
+    leave it empty and are sent as text, then image.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -103,19 +132,19 @@ class Turn(BaseModel):
     image_data: Base64Bytes | None = Field(default=None, repr=False)
     mime_type: str | None = None
     thought_signature: Base64Bytes | None = Field(default=None, repr=False)
-    text_thought_signature: Base64Bytes | None = Field(default=None, repr=False)
-    image_first: bool = False
-    """True when the model sent its image before its text; replayed in the same order."""
+    parts: tuple[TurnPart, ...] = ()
 
     @model_validator(mode="after")
     def _check_content(self) -> Self:
-        if not self.text and self.image_data is None:
+        if not self.text and self.image_data is None and not self.parts:
             raise ValueError(f"a {self.role} turn needs text, image_data or both")
         if self.image_data is not None:
             sniffed = _require_image(self.image_data, "image_data")
             if self.mime_type != sniffed:
                 # The bytes are the truth; a wrong label would make the provider refuse them.
                 object.__setattr__(self, "mime_type", sniffed)
+        if any(part.main_image for part in self.parts) and self.image_data is None:
+            raise ValueError("a part refers to the turn's main image, but image_data is empty")
         return self
 
 
@@ -238,9 +267,8 @@ class GenerationResponse(BaseModel):
     inference_time_ms: float
     total_time_ms: float
     thought_signature: Base64Bytes | None = Field(default=None, repr=False)
-    text_thought_signature: Base64Bytes | None = Field(default=None, repr=False)
-    image_first: bool = False
     text: str | None = None
+    parts: tuple[TurnPart, ...] = Field(default=(), repr=False)
     model: str
     provider: str
     request_id: str | None = None
@@ -267,6 +295,5 @@ class GenerationResponse(BaseModel):
             image_data=self.image_data,
             mime_type=self.mime_type,
             thought_signature=self.thought_signature,
-            text_thought_signature=self.text_thought_signature,
-            image_first=self.image_first,
+            parts=self.parts,
         )

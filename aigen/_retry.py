@@ -11,6 +11,7 @@ import logging
 import math
 import random
 from collections.abc import Callable, Mapping
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
@@ -98,8 +99,8 @@ def _parse_retry_after(value: str | None, now: float) -> float | None:
         when = parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive one is read as such
-        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT, asctime's and "-0000" included
+        when = when.replace(tzinfo=timezone.utc)
     return max(0.0, when.timestamp() - now)
 
 
@@ -107,9 +108,9 @@ def is_retryable(error: BaseException) -> bool:
     """Whether the policy may retry after `error` (the server's hint aside)."""
     if isinstance(error, (APIConnectionError, APITimeoutError)):
         return True
-    if isinstance(error, QuotaExceededError):
+    if not isinstance(error, APIError) or isinstance(error, QuotaExceededError):
         return False
-    return isinstance(error, APIError) and error.status_code in RETRYABLE_STATUS_CODES
+    return error.server_allows_retry is not False and error.status_code in RETRYABLE_STATUS_CODES
 
 
 def server_hint(error: BaseException | None) -> float | None:

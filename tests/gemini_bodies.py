@@ -77,7 +77,10 @@ def output_blocked(reason: str = "IMAGE_SAFETY") -> dict[str, Any]:
                 "content": {},
                 "finishReason": reason,
                 "index": 0,
-                "finishMessage": "Unable to show the generated image. You will not be charged for blocked images.",
+                "finishMessage": (
+                    "Unable to show the generated image. "
+                    "You will not be charged for blocked images."
+                ),
             }
         ],
         "usageMetadata": {
@@ -120,7 +123,9 @@ def quota_failure(
         "@type": "type.googleapis.com/google.rpc.QuotaFailure",
         "violations": [
             {
-                "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                "quotaMetric": (
+                    "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+                ),
                 "quotaId": quota_id,
                 "quotaValue": value,
             }

@@ -38,7 +38,10 @@ def test_response_fields(make_client: Any, gemini: Any) -> None:
     assert uuid.UUID(result.generation_id).version == 4
     assert result.seed == 7
     assert result.thought_signature == b"sig-image"
-    assert result.text_thought_signature == b"sig-text"
+    assert result.parts == (
+        aigen.TurnPart(text="Here is your image.", thought_signature=b"sig-text"),
+        aigen.TurnPart(main_image=True, thought_signature=b"sig-image"),
+    )
     assert result.text == "Here is your image."
     assert result.model == gb.MODEL
     assert result.provider == "gemini"
@@ -98,9 +101,11 @@ def test_mime_type_and_size_come_from_the_image_not_the_label(
 def test_image_first_answer_keeps_its_order(make_client: Any, gemini: Any) -> None:
     gemini.mock(return_value=httpx.Response(200, json=gb.image_answer(image_first=True)))
     result = make_client().generate("x")
-    assert result.image_first is True
     assert result.thought_signature == b"sig-image"
-    assert result.text_thought_signature == b"sig-text"  # kept as sent, replayed as sent
+    assert result.parts == (  # kept as sent, to be replayed as sent
+        aigen.TurnPart(main_image=True, thought_signature=b"sig-image"),
+        aigen.TurnPart(text="Here is your image.", thought_signature=b"sig-text"),
+    )
 
 
 def test_save_writes_the_bytes(make_client: Any, gemini: Any, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from .._errors import (
     ServerError,
 )
 from .._http import HttpRequest, HttpResponse
-from .._models import GenerationRequest, RateLimitInfo, Usage
+from .._models import GenerationRequest, RateLimitInfo, TurnPart, Usage
 
 __all__ = [
     "ErrorContext",
@@ -68,8 +68,7 @@ class ProviderAnswer:
     declared_mime_type: str | None = None
     text: str | None = None
     thought_signature: bytes | None = field(default=None, repr=False)
-    text_thought_signature: bytes | None = field(default=None, repr=False)
-    image_first: bool = False
+    parts: tuple[TurnPart, ...] = ()
     request_id: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)

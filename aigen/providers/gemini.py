@@ -27,7 +27,8 @@ from .._errors import (
     QuotaExceededError,
 )
 from .._http import HttpRequest, HttpResponse
-from .._models import GenerationRequest, ProviderOptions, Turn, Usage
+from .._images import sniff_mime_type
+from .._models import GenerationRequest, ProviderOptions, Turn, TurnPart, Usage
 from .._prompt import compose_prompt
 from ._base import (
     ErrorContext,
@@ -130,13 +131,17 @@ class GeminiProvider:
     `Client(provider=GeminiProvider(options=GeminiOptions(image_size="2K")))`.
     """
 
-    name = NAME
-    default_model = DEFAULT_MODEL
-    default_base_url = DEFAULT_BASE_URL
-    api_key_env_vars = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-    takes_seed = True
+    name: str = NAME
+    default_model: str = DEFAULT_MODEL
+    default_base_url: str = DEFAULT_BASE_URL
+    api_key_env_vars: tuple[str, ...] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    takes_seed: bool = True
 
     def __init__(self, *, options: GeminiOptions | None = None) -> None:
+        if options is not None and not isinstance(options, GeminiOptions):
+            raise ConfigurationError(
+                f"GeminiProvider(options={type(options).__name__}(...)) needs GeminiOptions(...)"
+            )
         self.options = options or GeminiOptions()
 
     def __repr__(self) -> str:
@@ -234,12 +239,11 @@ class GeminiProvider:
         image_part = answer.image
         inline = as_mapping(image_part.get("inlineData") or image_part.get("inline_data"))
         return ProviderAnswer(
-            image_data=decode_base64_image(inline.get("data"), NAME, "inlineData.data"),
+            image_data=_inline_bytes(image_part),
             declared_mime_type=str_or_none(inline.get("mimeType") or inline.get("mime_type")),
             text=answer.text,
             thought_signature=_signature(image_part),
-            text_thought_signature=answer.text_signature,
-            image_first=answer.image_first,
+            parts=tuple(answer.parts),
             request_id=request_id,
             model=_model_name(body.get("modelVersion")),
             usage=_usage(body.get("usageMetadata")),
@@ -290,14 +294,14 @@ def _contents(request: GenerationRequest, model: str) -> list[dict[str, object]]
         *request.conversation_history,
         Turn(role="user", text=request.prompt, image_data=request.input_image),
     ]
-    first_user = next(i for i, turn in enumerate(turns) if turn.role == "user")
+    # The rules and the size go on the first user turn with text (the new prompt at the
+    # latest), and only there, so a replayed history reads as it did when first sent.
+    first_user = next(i for i, turn in enumerate(turns) if turn.role == "user" and turn.text)
     contents: list[dict[str, object]] = []
     for index, turn in enumerate(turns):
         if turn.role == "user":
             text = turn.text
             if text and index == first_user:
-                # Only the opening turn carries the rules and the size, so a replayed
-                # history reads exactly as it did when it was first sent.
                 text = compose_prompt(
                     text, width=request.width, height=request.height, rules=request.rules_preamble
                 )
@@ -324,21 +328,32 @@ def _user_parts(text: str | None, turn: Turn) -> list[dict[str, object]]:
 
 
 def _model_parts(turn: Turn, *, needs_signatures: bool) -> list[dict[str, object]]:
-    """A model turn replayed as it came: same order, each signature on its own part."""
+    """A model turn replayed as it came: same parts, same order, each signature in place."""
+    signed: list[tuple[dict[str, object], bytes | None]] = []
+    if turn.parts:
+        for part in turn.parts:
+            if part.text is not None:
+                signed.append(({"text": part.text}, part.thought_signature))
+            elif part.main_image and turn.image_data is not None:
+                signed.append(
+                    (_image_part(turn.image_data, turn.mime_type), part.thought_signature)
+                )
+            elif part.image_data is not None:
+                image = _image_part(part.image_data, sniff_mime_type(part.image_data))
+                signed.append((image, part.thought_signature))
+    else:  # a turn written by hand: text, then image
+        if turn.text:
+            signed.append(({"text": turn.text}, None))
+        if turn.image_data is not None:
+            image = _image_part(turn.image_data, turn.mime_type)
+            signed.append((image, turn.thought_signature))
+    # Gemini 3 wants a signature on the first part and on every image; a turn it did
+    # not make has none, so those places get the documented stand-in.
     stand_in = STAND_IN_SIGNATURE if needs_signatures else None
-    text_part: dict[str, object] | None = None
-    image_part: dict[str, object] | None = None
-    if turn.text:
-        text_part = {"text": turn.text}
-    if turn.image_data is not None:
-        image_part = _image_part(turn.image_data, turn.mime_type)
-        _sign(image_part, turn.thought_signature, stand_in)
-    ordered = [image_part, text_part] if turn.image_first else [text_part, image_part]
-    parts = [part for part in ordered if part is not None]
-    if text_part is not None:
-        # Only the first part after the thoughts carries a text signature.
-        _sign(text_part, turn.text_thought_signature, stand_in if parts[0] is text_part else None)
-    return parts
+    for index, (wire, signature) in enumerate(signed):
+        wants_one = index == 0 or "inlineData" in wire
+        _sign(wire, signature, stand_in if wants_one else None)
+    return [wire for wire, _ in signed]
 
 
 def _sign(part: dict[str, object], signature: bytes | None, stand_in: str | None) -> None:
@@ -378,35 +393,45 @@ def _generation_config(
 # -- response helpers --------------------------------------------------------------
 
 
-class _Parts:
-    """The non-thought parts of a candidate: its last image and its text."""
+class _Answer:
+    """A candidate's non-thought parts: the final image, the text, every part in order."""
 
     def __init__(self) -> None:
         self.image: Mapping[str, object] | None = None
         self.texts: list[str] = []
-        self.text_signature: bytes | None = None
-        self.image_first = False
+        self.parts: list[TurnPart] = []
 
     @property
     def text(self) -> str | None:
-        return "".join(self.texts) or None
+        return "\n".join(self.texts) or None
 
 
-def _read_parts(raw_parts: object) -> _Parts:
-    found = _Parts()
+def _read_parts(raw_parts: object) -> _Answer:
+    found = _Answer()
+    images: list[tuple[int, Mapping[str, object]]] = []
     for raw in as_list(raw_parts):
         part = as_mapping(raw)
         if part.get("thought") is True:
-            continue  # interim thought images and reasoning: not the answer
+            continue  # reasoning and interim thought images are not the answer
         if part.get("inlineData") or part.get("inline_data"):
-            if found.image is None and not found.texts:
-                found.image_first = True
-            found.image = part  # the last image is the final one
+            images.append((len(found.parts), part))
+            found.parts.append(TurnPart(main_image=True, thought_signature=_signature(part)))
         elif isinstance(part.get("text"), str):
-            if not found.texts and found.text_signature is None:
-                found.text_signature = _signature(part)
             found.texts.append(str(part["text"]))
+            found.parts.append(TurnPart(text=str(part["text"]), thought_signature=_signature(part)))
+    if images:
+        found.image = images[-1][1]  # the last image is the final one
+        for index, part in images[:-1]:  # earlier images keep their own bytes
+            found.parts[index] = TurnPart(
+                image_data=_inline_bytes(part),
+                thought_signature=found.parts[index].thought_signature,
+            )
     return found
+
+
+def _inline_bytes(part: Mapping[str, object]) -> bytes:
+    inline = as_mapping(part.get("inlineData") or part.get("inline_data"))
+    return decode_base64_image(inline.get("data"), NAME, "inlineData.data")
 
 
 def _signature(part: Mapping[str, object]) -> bytes | None:

@@ -62,7 +62,9 @@ FIXED_SIZES: dict[str, tuple[tuple[int, int], ...]] = {
 }
 SAFETY_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
-_TRY_AGAIN = re.compile(r"try again (?:in|after) (\d+(?:\.\d+)?)\s*(ms|s|seconds?)\b", re.I)
+_TRY_AGAIN = re.compile(
+    r"try again (?:in|after) ((?:\d+(?:\.\d+)?(?:h|ms|m|s))+|\d+(?:\.\d+)?\s*seconds?)\b", re.I
+)
 _SAFETY_VIOLATIONS = re.compile(r"safety_violations=\[([^\]]*)\]")
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 
@@ -75,9 +77,11 @@ class OpenAIOptions(ProviderOptions):
     - `output_format`: `"png"`, `"jpeg"` or `"webp"`; `output_compression` 0-100 for
       JPEG and WebP.
     - `moderation`: `"low"` for less restrictive filtering, or `"auto"`.
-    - `input_fidelity`: `"high"` keeps more of the input image's detail in edits.
+    - `input_fidelity`: `"high"` keeps more of the input image's detail in edits (it is
+      left out of plain generations).
     - `mask`: a PNG whose fully transparent pixels mark where an edit may paint; it
-      applies to the first image and needs its size.
+      applies to the first image and needs its size. Refused on a request with no image
+      to edit.
     - `user`: your end user's id, for OpenAI's abuse monitoring.
     """
 
@@ -163,13 +167,17 @@ class OpenAIProvider:
     `Client(provider=OpenAIProvider(options=OpenAIOptions(quality="high")))`.
     """
 
-    name = NAME
-    default_model = DEFAULT_MODEL
-    default_base_url = DEFAULT_BASE_URL
-    api_key_env_vars = ("OPENAI_API_KEY",)
-    takes_seed = False
+    name: str = NAME
+    default_model: str = DEFAULT_MODEL
+    default_base_url: str = DEFAULT_BASE_URL
+    api_key_env_vars: tuple[str, ...] = ("OPENAI_API_KEY",)
+    takes_seed: bool = False
 
     def __init__(self, *, options: OpenAIOptions | None = None) -> None:
+        if options is not None and not isinstance(options, OpenAIOptions):
+            raise ConfigurationError(
+                f"OpenAIProvider(options={type(options).__name__}(...)) needs OpenAIOptions(...)"
+            )
         self.options = options or OpenAIOptions()
 
     def __repr__(self) -> str:
@@ -208,6 +216,11 @@ class OpenAIProvider:
         headers = {"authorization": f"Bearer {context.api_key}"}
         images = _images_to_edit(request)
         if not images:
+            if request.options is not None and options.mask is not None:
+                raise ConfigurationError(
+                    "a mask marks where to edit an image, and there is none: pass "
+                    "input_image=, or send the mask in a conversation after the first image"
+                )
             return HttpRequest(
                 method="POST",
                 url=f"{context.base_url}/v1/images/generations",
@@ -350,7 +363,7 @@ def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitInfo | None
 
     def integer(name: str) -> int | None:
         value = headers.get(f"x-ratelimit-{name}", "").strip()
-        return int(value) if value.isdigit() else None
+        return int(value) if value.isascii() and value.isdigit() else None
 
     def duration(name: str) -> float | None:
         return parse_go_duration(headers.get(f"x-ratelimit-{name}", ""))
@@ -376,14 +389,16 @@ def parse_go_duration(text: str) -> float | None:
 
 
 def _hint_in_message(message: str | None) -> float | None:
-    """ "Please try again in 12s" / "try again after 51.84 seconds", as seconds."""
+    """ "try again in 12s", "in 480ms", "in 6m0s", "after 51.84 seconds", as seconds."""
     if not message:
         return None
     found = _TRY_AGAIN.search(message)
     if not found:
         return None
-    seconds = float(found.group(1))
-    return seconds / 1000 if found.group(2).lower() == "ms" else seconds
+    text = found.group(1).lower()
+    if "second" in text:
+        return float(text.split()[0].removesuffix("seconds").removesuffix("second"))
+    return parse_go_duration(text)
 
 
 def _usage(raw: object) -> Usage:
