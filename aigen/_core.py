@@ -30,6 +30,9 @@ E = TypeVar("E", bound=GenerationError)
 logger = logging.getLogger("aigen")
 
 _REDACTED = b"[redacted]"
+# A "key" shorter than this is a placeholder (tests, local fakes), not a secret; replacing
+# every "k" in a message would garble it without protecting anything.
+_MIN_SECRET_LENGTH = 8
 
 
 class Engine:
@@ -170,10 +173,11 @@ class GenerationCall:
 
     def connection_error(self, cause: BaseException) -> APIConnectionError:
         """The error for a connection that failed or broke (the client saw `cause`)."""
-        name = self._engine.settings.provider.name
+        settings = self._engine.settings
         return self.stamp(
             APIConnectionError(
-                f"could not reach {name}: {type(cause).__name__}: {cause}".rstrip(": ")
+                f"could not reach {settings.provider.name} at {settings.base_url}: "
+                f"{type(cause).__name__}: {cause}".rstrip(": ")
             )
         )
 
@@ -202,7 +206,7 @@ class GenerationCall:
     def _api_error(self, response: HttpResponse) -> GenerationError:
         settings = self._engine.settings
         key = settings.api_key.encode()
-        if key and key in response.content:
+        if len(key) >= _MIN_SECRET_LENGTH and key in response.content:
             # Some gateways echo the request; the key must not reach a message or a log.
             response = HttpResponse(
                 response.status_code, response.headers, response.content.replace(key, _REDACTED)
@@ -302,4 +306,6 @@ def _too_large(size: int, limit: int) -> GenerationError:
 
 
 def _redact_text(text: str, secret: str) -> str:
-    return text.replace(secret, _REDACTED.decode()) if secret and secret in text else text
+    if len(secret) < _MIN_SECRET_LENGTH or secret not in text:
+        return text
+    return text.replace(secret, _REDACTED.decode())

@@ -223,3 +223,14 @@ def test_the_key_is_never_logged_or_shown(
     assert API_KEY not in str(caught.value)
     assert API_KEY not in repr(getattr(caught.value, "body", ""))
     assert API_KEY not in caplog.text
+
+
+def test_a_short_placeholder_key_does_not_garble_messages(
+    make_client: Any, kit: Any, api: Any
+) -> None:
+    # Redacting a one-letter "key" would replace every "k" in every message.
+    api.mock(side_effect=httpx.ConnectError("Name or service not known"))
+    with pytest.raises(aigen.APIConnectionError) as caught:
+        client_for(make_client, kit, api_key="k", max_retries=0).generate("x")
+    assert "not known" in str(caught.value)
+    assert kit.base_url in str(caught.value)
