@@ -105,20 +105,15 @@ class _BaseClient(Generic[ConversationT]):
     def _http_request(
         client: httpx.Client | httpx.AsyncClient, request: HttpRequest, timeout: httpx.Timeout
     ) -> httpx.Request:
-        if request.files:
-            return client.build_request(
-                request.method,
-                request.url,
-                headers=dict(request.headers),
-                data=dict(request.form),
-                files=[(f.name, (f.filename, f.data, f.content_type)) for f in request.files],
-                timeout=timeout,
-            )
+        """The httpx request for a prepared one: JSON bytes, or a multipart form."""
+        files = [(f.name, (f.filename, f.data, f.content_type)) for f in request.files]
         return client.build_request(
             request.method,
             request.url,
             headers=dict(request.headers),
-            content=request.content,
+            content=None if files else request.content,
+            data=dict(request.form) if files else None,
+            files=files or None,
             timeout=timeout,
         )
 
