@@ -149,7 +149,7 @@ class GenerationCall:
         limit = self._engine.settings.max_response_bytes
         if declared.isdigit() and int(declared) > limit:
             raise self.stamp(_too_large(int(declared), limit))
-        return BodyReader(self, limit)
+        return BodyReader(self, limit, int(declared) if declared.isdigit() else None)
 
     def past_deadline(self) -> bool:
         """Whether the call's deadline, if it has one, has passed."""
@@ -276,9 +276,10 @@ class BodyReader:
     the deadline; checking between chunks bounds the whole attempt.
     """
 
-    def __init__(self, call: GenerationCall, limit: int) -> None:
+    def __init__(self, call: GenerationCall, limit: int, expected: int | None = None) -> None:
         self._call = call
         self._limit = limit
+        self._expected = expected
         self._chunks: list[bytes] = []
         self._size = 0
 
@@ -287,7 +288,9 @@ class BodyReader:
         self._size += len(chunk)
         if self._size > self._limit:
             raise self._call.stamp(_too_large(self._size, self._limit))
-        if self._call.past_deadline():
+        complete = self._expected is not None and self._size >= self._expected
+        if not complete and self._call.past_deadline():
+            # An answer that has fully arrived is kept even a moment past the deadline.
             raise self._call.stamp(
                 APITimeoutError("the answer was still arriving when the deadline passed")
             )

@@ -143,8 +143,13 @@ class Turn(BaseModel):
             if self.mime_type != sniffed:
                 # The bytes are the truth; a wrong label would make the provider refuse them.
                 object.__setattr__(self, "mime_type", sniffed)
-        if any(part.main_image for part in self.parts) and self.image_data is None:
+        refers_to_image = any(part.main_image for part in self.parts)
+        if refers_to_image and self.image_data is None:
             raise ValueError("a part refers to the turn's main image, but image_data is empty")
+        if self.parts and self.image_data is not None and not refers_to_image:
+            raise ValueError(
+                "parts must place the turn's image: add TurnPart(main_image=True) where it goes"
+            )
         return self
 
 

@@ -11,6 +11,7 @@ import base64
 from typing import Any, ClassVar
 
 import httpx
+import pytest
 import respx
 
 from . import gemini_bodies as gb
@@ -76,6 +77,35 @@ class GeminiKit:
 
     def bad_key(self) -> httpx.Response:
         return httpx.Response(400, json=gb.key_invalid())
+
+    def unauthenticated(self) -> httpx.Response:
+        """401: credentials the server does not accept at all."""
+        return httpx.Response(
+            401,
+            json=gb.error(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. Expected OAuth 2 access "
+                "token, login cookie or other valid authentication credential.",
+            ),
+        )
+
+    def forbidden(self) -> httpx.Response:
+        """403: a known caller that may not use this model or method."""
+        return httpx.Response(
+            403,
+            json=gb.error(
+                403,
+                "PERMISSION_DENIED",
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity to call "
+                "this API.",
+            ),
+        )
+
+    def no_image(self) -> httpx.Response:
+        """A 200 in which the model said something but drew nothing."""
+        return httpx.Response(200, json=gb.text_only())
 
     def not_found(self) -> httpx.Response:
         return httpx.Response(404, json=gb.error(404, "NOT_FOUND", "models/x is not found"))
@@ -184,6 +214,34 @@ class OpenAIKit:
             "Incorrect API key provided: sk-abc***wxyz.",
             "invalid_api_key",
             "invalid_request_error",
+        )
+
+    def unauthenticated(self) -> httpx.Response:
+        """401: credentials the server does not accept at all."""
+        return self._error(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an "
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            None,
+            "invalid_request_error",
+        )
+
+    def forbidden(self) -> httpx.Response:
+        """403: a known caller that may not use this model or method."""
+        return self._error(
+            403,
+            "Your organization must be verified to use the model `gpt-image-1`. Please go to: "
+            "https://platform.openai.com/settings/organization/general and click on Verify "
+            "Organization.",
+            None,
+            "invalid_request_error",
+        )
+
+    def no_image(self) -> httpx.Response:
+        """OpenAI has no such answer: skip the test that asks for one."""
+        pytest.skip(
+            "the OpenAI Images API never answers with text instead of an image; a 200 "
+            "without image data is a malformed answer (see test_openai_wire.py)"
         )
 
     def not_found(self) -> httpx.Response:

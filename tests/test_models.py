@@ -271,3 +271,8 @@ def test_turn_part_holds_exactly_one_valid_thing(fields: dict[str, Any]) -> None
 def test_turn_part_cannot_point_at_a_missing_main_image() -> None:
     with pytest.raises(pydantic.ValidationError, match="main image"):
         Turn(role="model", text="hi", parts=(TurnPart(main_image=True),))
+
+
+def test_turn_parts_must_place_its_image() -> None:
+    with pytest.raises(pydantic.ValidationError, match="main_image=True"):
+        Turn(role="model", text="hi", image_data=png(), parts=(TurnPart(text="hi"),))

@@ -1178,3 +1178,9 @@ def test_x_should_retry_false_is_obeyed(
     with pytest.raises(aigen.ServerError):
         client(make_client).generate("A fox")
     assert (openai.generations.call_count, fake_time.sleeps) == (1, [])
+
+
+def test_dall_e_3_cannot_edit(make_client: Any, openai: Routes) -> None:
+    with pytest.raises(aigen.ConfigurationError, match="dall-e-3 cannot edit"):
+        client(make_client, model="dall-e-3").generate("A mug", input_image=png())
+    assert not openai.edits.called

@@ -369,3 +369,51 @@ def test_broken_header_does_not_hide_the_body_hint(
     result = make_client().generate("x")
     assert result.attempts == 2
     assert fake_time.sleeps == [pytest.approx(9.0)]
+
+
+def gemini_rate_limited(delay: str | None, **headers: str) -> httpx.Response:
+    """A per-minute Gemini 429, with `RetryInfo` when `delay` is given."""
+    return httpx.Response(429, json=gb.rate_limited(delay), headers=headers)
+
+
+def assert_obeys(slept: float, hint: float) -> None:
+    """A hint is obeyed: never less, and not much more (25% jitter at most)."""
+    assert hint <= slept <= hint * 1.25 + 1e-9, f"slept {slept} on a hint of {hint}"
+
+
+@pytest.mark.parametrize(
+    ("delay", "hint"), [("17s", 17.0), ("45.837906927s", 45.837906927), ("2s", 2.0)]
+)
+def test_gemini_retry_info_is_obeyed(
+    make_client: Any, gemini: Any, fake_time: FakeTime, delay: str, hint: float
+) -> None:
+    gemini.side_effect = [gemini_rate_limited(delay), gemini_rate_limited(delay), ok()]
+    result = make_client().generate("x")
+    assert result.attempts == 3
+    assert len(fake_time.sleeps) == 2
+    for slept in fake_time.sleeps:
+        assert_obeys(slept, hint)
+
+
+@pytest.mark.parametrize(
+    ("delay", "headers", "hint"),
+    [
+        # RetryInfo against Retry-After runs for every provider in test_retries.py; against
+        # retry-after-ms only Gemini can say it, since OpenAI's own hint is that header.
+        pytest.param("4s", {"retry-after-ms": "6500"}, 6.5, id="ms header longer"),
+        pytest.param("12.5s", {"retry-after-ms": "6500"}, 12.5, id="body longer than ms"),
+    ],
+)
+def test_when_retry_info_and_retry_after_ms_both_hint_the_longer_wins(
+    make_client: Any,
+    gemini: Any,
+    fake_time: FakeTime,
+    delay: str,
+    headers: dict[str, str],
+    hint: float,
+) -> None:
+    gemini.side_effect = [gemini_rate_limited(delay, **headers), ok()]
+    result = make_client().generate("x")
+    assert result.attempts == 2
+    assert len(fake_time.sleeps) == 1
+    assert_obeys(fake_time.sleeps[0], hint)

@@ -67,8 +67,10 @@ SAFETY_FINISH_REASONS = frozenset(
         "IMAGE_RECITATION",
     }
 )
-# Gemini 3 models refuse history whose model parts lack thought signatures. For turns
-# the model did not make (imported history), Google documents this stand-in value.
+# Gemini 3 models may refuse history whose model parts lack thought signatures. For turns
+# the model did not make (imported history) a dummy value skips the check: Google's
+# Gemini 3 guide names this one and "context_engineering_is_the_way_to_go"; this one is
+# also the value Vertex AI documents, so it serves both back ends.
 STAND_IN_SIGNATURE = "skip_thought_signature_validator"
 _RETRY_IN_MESSAGE = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
@@ -269,7 +271,7 @@ class GeminiProvider:
         elif status == 400 and server_message and _mentions_safety(server_message):
             return ContentPolicyError(
                 f"gemini refused the request on safety grounds: {server_message}",
-                reason=str_or_none(error.get("status")) or "SAFETY",
+                reason="SAFETY",
                 stage="prompt",
                 provider=NAME,
                 details=body,
@@ -441,7 +443,9 @@ def _signature(part: Mapping[str, object]) -> bytes | None:
     try:
         return decode_base64_image(raw, NAME, "thoughtSignature")
     except GenerationError:
-        return raw.encode()  # opaque token: keep it as sent rather than fail the call
+        # Not base64 after all: keep the token's text as bytes rather than fail the call
+        # (it is then sent back base64-encoded, which is the wire's own form for bytes).
+        return raw.encode()
 
 
 def _usage(raw: object) -> Usage:

@@ -227,6 +227,11 @@ class OpenAIProvider:
                 headers={**headers, "content-type": "application/json"},
                 content=json.dumps(fields, separators=(",", ":")).encode(),
             )
+        if context.model.startswith("dall-e-3"):
+            raise ConfigurationError(
+                "dall-e-3 cannot edit images: use a gpt-image model for input images "
+                "and conversations"
+            )
         if options.input_fidelity is not None:
             fields["input_fidelity"] = options.input_fidelity
         field_name = "image" if len(images) == 1 else "image[]"
