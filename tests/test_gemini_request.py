@@ -299,6 +299,6 @@ def test_provider_instance_with_options_of_another_provider_is_refused(
 ) -> None:
     # The annotation says GeminiOptions, but a user without a type checker can pass anything:
     # the mistake must surface as a ConfigurationError, not an AttributeError mid-request.
-    with pytest.raises(aigen.ConfigurationError, match="needs GeminiOptions"):
+    with pytest.raises(aigen.ConfigurationError, match="pass GeminiOptions"):
         GeminiProvider(options=ElsewhereOptions())  # type: ignore[arg-type]
     assert not gemini.called

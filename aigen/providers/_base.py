@@ -13,19 +13,21 @@ import binascii
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from .._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     GenerationError,
     NotFoundError,
+    QuotaExceededError,
     RateLimitError,
     ServerError,
 )
 from .._http import HttpRequest, HttpResponse
-from .._models import GenerationRequest, RateLimitInfo, TurnPart, Usage
+from .._models import GenerationRequest, ProviderOptions, RateLimitInfo, TurnPart, Usage
 
 __all__ = [
     "ErrorContext",
@@ -106,6 +108,36 @@ class Provider(Protocol):
         """Describe a non-2xx answer as the error to raise (usually an `APIError`
         subclass, with `retry_after` set from any hint in the body)."""
         ...
+
+
+OptionsT = TypeVar("OptionsT", bound=ProviderOptions)
+
+
+def options_for(given: ProviderOptions | None, default: OptionsT, provider: str) -> OptionsT:
+    """The options a request uses: its own, else the provider's defaults.
+
+    Another provider's options are refused with a `ConfigurationError`, before sending.
+    """
+    if given is None:
+        return default
+    expected = type(default)
+    if not isinstance(given, expected):
+        raise ConfigurationError(
+            f"options={type(given).__name__}(...) is for another provider; this client "
+            f"talks to {provider}: pass {expected.__name__}(...) or no options"
+        )
+    return given
+
+
+def with_next_step(message: str, kind: type[GenerationError], model: str, key_vars: str) -> str:
+    """The server's message, plus what the user can do about this kind of error."""
+    if kind is AuthenticationError:
+        return f"{message} Check the key in {key_vars} (or api_key=)."
+    if kind is QuotaExceededError:
+        return f"{message} Waiting will not help: check your plan and billing."
+    if kind is NotFoundError:
+        return f"{message} Check the model name ({model!r})."
+    return message
 
 
 def api_error_class(status_code: int) -> type[APIError]:

@@ -18,12 +18,9 @@ from pydantic import BaseModel, ConfigDict
 
 from .._errors import (
     AuthenticationError,
-    BadRequestError,
-    ConfigurationError,
     ContentPolicyError,
     GenerationError,
     NoImageError,
-    NotFoundError,
     QuotaExceededError,
 )
 from .._http import HttpRequest, HttpResponse
@@ -39,10 +36,12 @@ from ._base import (
     as_mapping,
     decode_base64_image,
     int_or_none,
+    options_for,
     parse_error_body,
     parse_json_body,
     preview,
     str_or_none,
+    with_next_step,
 )
 
 __all__ = ["GeminiOptions", "GeminiProvider", "SafetySetting", "nearest_aspect_ratio"]
@@ -140,11 +139,7 @@ class GeminiProvider:
     takes_seed: bool = True
 
     def __init__(self, *, options: GeminiOptions | None = None) -> None:
-        if options is not None and not isinstance(options, GeminiOptions):
-            raise ConfigurationError(
-                f"GeminiProvider(options={type(options).__name__}(...)) needs GeminiOptions(...)"
-            )
-        self.options = options or GeminiOptions()
+        self.options = options_for(options, GeminiOptions(), NAME)
 
     def __repr__(self) -> str:
         return f"GeminiProvider(options={self.options!r})"
@@ -153,7 +148,7 @@ class GeminiProvider:
 
     def build_request(self, request: GenerationRequest, context: RequestContext) -> HttpRequest:
         """The `generateContent` call for `request`."""
-        options = self._options_for(request)
+        options = options_for(request.options, self.options, NAME)
         body: dict[str, object] = {
             "contents": _contents(request, context.model),
             "generationConfig": _generation_config(request, options, context.seed),
@@ -168,16 +163,6 @@ class GeminiProvider:
             headers={"x-goog-api-key": context.api_key, "content-type": "application/json"},
             content=json.dumps(body, separators=(",", ":")).encode(),
         )
-
-    def _options_for(self, request: GenerationRequest) -> GeminiOptions:
-        if request.options is None:
-            return self.options
-        if not isinstance(request.options, GeminiOptions):
-            raise ConfigurationError(
-                f"options={type(request.options).__name__}(...) is for another provider; "
-                "this client talks to gemini: pass GeminiOptions(...) or no options"
-            )
-        return request.options
 
     # -- response ------------------------------------------------------------------
 
@@ -279,7 +264,7 @@ class GeminiProvider:
         elif status == 402 or (status == 429 and _quota_will_not_reset_soon(details)):
             kind = QuotaExceededError
         return kind(
-            _with_next_step(message, kind, context.model),
+            with_next_step(message, kind, context.model, "GEMINI_API_KEY"),
             status_code=status,
             provider=NAME,
             body=body,
@@ -510,15 +495,3 @@ def _retry_delay(details: Sequence[Mapping[str, object]], message: str | None) -
 def _mentions_safety(message: str) -> bool:
     lowered = message.lower()
     return "safety" in lowered or "prohibited use" in lowered
-
-
-def _with_next_step(message: str, kind: type[GenerationError], model: str) -> str:
-    if kind is AuthenticationError:
-        return f"{message} Check the key in GEMINI_API_KEY (or api_key=)."
-    if kind is BadRequestError:
-        return message
-    if kind is QuotaExceededError:
-        return f"{message} This quota will not reset within minutes: check your plan."
-    if kind is NotFoundError:
-        return f"{message} Check the model name ({model!r})."
-    return message

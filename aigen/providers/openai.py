@@ -17,11 +17,9 @@ from pydantic import Field, field_validator, model_validator
 from typing_extensions import Self
 
 from .._errors import (
-    AuthenticationError,
     ConfigurationError,
     ContentPolicyError,
     GenerationError,
-    NotFoundError,
     QuotaExceededError,
 )
 from .._http import FormFile, HttpRequest, HttpResponse
@@ -37,10 +35,12 @@ from ._base import (
     as_mapping,
     decode_base64_image,
     int_or_none,
+    options_for,
     parse_error_body,
     parse_json_body,
     preview,
     str_or_none,
+    with_next_step,
 )
 
 __all__ = ["OpenAIOptions", "OpenAIProvider", "openai_size"]
@@ -174,11 +174,7 @@ class OpenAIProvider:
     takes_seed: bool = False
 
     def __init__(self, *, options: OpenAIOptions | None = None) -> None:
-        if options is not None and not isinstance(options, OpenAIOptions):
-            raise ConfigurationError(
-                f"OpenAIProvider(options={type(options).__name__}(...)) needs OpenAIOptions(...)"
-            )
-        self.options = options or OpenAIOptions()
+        self.options = options_for(options, OpenAIOptions(), NAME)
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(options={self.options!r})"
@@ -187,7 +183,7 @@ class OpenAIProvider:
 
     def build_request(self, request: GenerationRequest, context: RequestContext) -> HttpRequest:
         """A JSON generation, or a multipart edit when there are images to work from."""
-        options = self._options_for(request)
+        options = options_for(request.options, self.options, NAME)
         first_turn = not any(turn.role == "user" for turn in request.conversation_history)
         fields: dict[str, str | int] = {
             "model": context.model,
@@ -249,16 +245,6 @@ class OpenAIProvider:
             files=tuple(files),
         )
 
-    def _options_for(self, request: GenerationRequest) -> OpenAIOptions:
-        if request.options is None:
-            return self.options
-        if not isinstance(request.options, OpenAIOptions):
-            raise ConfigurationError(
-                f"options={type(request.options).__name__}(...) is for another provider; "
-                "this client talks to openai: pass OpenAIOptions(...) or no options"
-            )
-        return request.options
-
     # -- response ------------------------------------------------------------------
 
     def parse_response(self, response: HttpResponse, request: GenerationRequest) -> ProviderAnswer:
@@ -310,7 +296,7 @@ class OpenAIProvider:
         if code in QUOTA_CODES or (status == 429 and error.get("type") == "insufficient_quota"):
             kind = QuotaExceededError
         return kind(
-            _with_next_step(message, kind, context.model),
+            with_next_step(message, kind, context.model, "OPENAI_API_KEY"),
             status_code=status,
             provider=NAME,
             request_id=request_id,
@@ -413,13 +399,3 @@ def _usage(raw: object) -> Usage:
         output_tokens=int_or_none(usage.get("output_tokens")),
         total_tokens=int_or_none(usage.get("total_tokens")),
     )
-
-
-def _with_next_step(message: str, kind: type[GenerationError], model: str) -> str:
-    if kind is AuthenticationError:
-        return f"{message} Check the key in OPENAI_API_KEY (or api_key=)."
-    if kind is QuotaExceededError:
-        return f"{message} Waiting will not help: check your plan and billing."
-    if kind is NotFoundError:
-        return f"{message} Check the model name ({model!r})."
-    return message
