@@ -1,7 +1,7 @@
 """End to end: both clients against each provider's fake on a real 127.0.0.1 socket, in real time.
 
-No respx here: requests go through httpx's real transport and connection pool to
-`tests/server.py`, which records what arrived and when. Sleeps, timeouts and Retry-After
+No respx here: requests go through httpx's real transport and connection pool to the
+fakes of `aigen.testing`, which record what arrived and when. Sleeps, timeouts and Retry-After
 waits are real, so every scripted delay is small (tenths of a second).
 
 Every behaviour that is not tied to one provider's wire runs for each provider with each
@@ -28,11 +28,7 @@ import httpx
 import pytest
 
 import aigen
-
-from . import gemini_bodies as gb
-from .conftest import API_KEY
-from .images import jpeg, png
-from .server import (
+from aigen.testing import (
     OPENAI_RATE_LIMIT_HEADERS,
     FakeGemini,
     FakeOpenAI,
@@ -55,6 +51,10 @@ from .server import (
     stall,
     success,
 )
+
+from . import gemini_bodies as gb
+from .conftest import API_KEY
+from .images import jpeg, png
 
 # Every client here gets a short per-attempt timeout, so a broken test fails instead of
 # hanging for aigen's default two minutes.
@@ -161,7 +161,8 @@ class GeminiWire:
         assert result.seed == 7
         assert result.text == "Here is your image."
         assert result.thought_signature == b"sig-image"
-        assert result.request_id == "resp-123" == seen.request_id  # the body's responseId
+        assert seen.request_id
+        assert result.request_id == seen.request_id  # the body's responseId
         assert result.finish_reason == "STOP"
 
     @staticmethod
@@ -709,7 +710,7 @@ def test_close_leaves_no_connection_open(
 def test_many_concurrent_calls_are_not_held_back(client_kind: str, server: FakeServer) -> None:
     # More calls than httpx's default pool of 100: all must be in flight at once.
     calls = 120
-    server.default = success(delay=0.6)
+    server.default = success(png(8, 8), delay=0.6)  # no drawing: 120 prompts, 120 images
     keywords: dict[str, Any] = {
         "provider": server.provider,
         "api_key": API_KEY,
@@ -825,7 +826,8 @@ def test_fake_openai_checks_path_key_and_body_before_the_script() -> None:
         body = default.json()
         assert {"created", "data", "usage", "output_format", "size"} <= set(body)
         assert (body["size"], body["output_format"]) == ("320x160", "png")
-        assert base64.b64decode(body["data"][0]["b64_json"]) == png(320, 160)
+        drawn = base64.b64decode(body["data"][0]["b64_json"])
+        assert drawn == aigen.testing.render_image("x", 320, 160)  # the prompt, drawn
 
     seen = fake.requests
     assert [r.outcome is None for r in seen] == [True] * len(refusals) + [False] * 2
@@ -899,13 +901,22 @@ def test_fake_server_stops_cleanly_with_connections_open(provider: str) -> None:
 def test_fake_server_reports_its_own_failures(provider: str) -> None:
     path = gb.PATH if provider == "gemini" else "/v1/images/generations"
     key = {"x-goog-api-key": "k", "authorization": "Bearer k"}
-    # A body that is not JSON-able, and a detail no dialect knows: two script bugs.
-    for broken in (Reply(200, object()), success(no_such_detail=1)):
-        fake = fake_server(provider, default=broken).start()
-        try:
-            with httpx.Client(timeout=SAFE_TIMEOUT) as http, pytest.raises(httpx.HTTPError):
-                http.post(f"{fake.base_url}{path}", headers=key, json={"prompt": "x"})
-        finally:
-            with pytest.raises(RuntimeError, match="failed while answering"):
-                fake.stop()
-        assert len(fake.requests) == 1  # recorded all the same
+    # A body that is not JSON-able: a script bug, found while answering.
+    fake = fake_server(provider, default=Reply(200, object())).start()
+    try:
+        with httpx.Client(timeout=SAFE_TIMEOUT) as http, pytest.raises(httpx.HTTPError):
+            http.post(f"{fake.base_url}{path}", headers=key, json={"prompt": "x"})
+    finally:
+        with pytest.raises(RuntimeError, match="failed while answering"):
+            fake.stop()
+    assert len(fake.requests) == 1  # recorded all the same
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_fake_refuses_a_detail_it_does_not_know_when_scripted(provider: str) -> None:
+    fake = fake_server(provider)
+    with pytest.raises(ValueError, match="no_such_detail"):
+        fake.script(success(no_such_detail=1))
+    with pytest.raises(ValueError, match="no_such_detail"):
+        fake_server(provider, default=success(no_such_detail=1))
+    assert fake.pending == 0

@@ -178,8 +178,7 @@ class GeminiProvider:
         block_reason = str_or_none(feedback.get("blockReason"))
         if block_reason:
             raise ContentPolicyError(
-                f"gemini refused the prompt ({block_reason}); rephrase it, "
-                "since sending it again will be refused again",
+                f"gemini refused the prompt ({block_reason})",
                 reason=block_reason,
                 stage="prompt",
                 categories=_flagged_categories(feedback.get("safetyRatings")),

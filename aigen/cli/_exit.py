@@ -1,0 +1,66 @@
+"""Exit codes and one-line advice for each error, so scripts can branch on `$?`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pydantic
+
+from .. import _errors as errors
+
+__all__ = ["EXIT_CODES", "Outcome", "describe"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the command ends for an error: exit code, class name, and what to do."""
+
+    exit_code: int
+    error: str
+    message: str
+
+
+# Most specific first: the first class an error is an instance of decides.
+EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
+    (errors.ConfigurationError, 3, "fix that setting and run again"),
+    (pydantic.ValidationError, 3, "fix that argument and run again"),
+    (errors.AuthenticationError, 4, "check the API key (GEMINI_API_KEY / OPENAI_API_KEY)"),
+    (errors.ContentPolicyError, 5, "rephrase it: the same request is refused every time"),
+    (errors.NoImageError, 6, "the model answered in words only; make the prompt more explicit"),
+    (errors.QuotaExceededError, 8, "the quota will not reset soon; check your plan and billing"),
+    (errors.RateLimitError, 7, "too many requests; try again later"),
+    (errors.ServerError, 10, "the provider is failing; try again in a minute"),
+    (errors.APIError, 9, "the provider refused the request; check the model and arguments"),
+    (errors.APIConnectionError, 11, "could not reach the provider; check the network or base URL"),
+    (errors.APITimeoutError, 11, "the provider did not answer in time; try again or raise timeout"),
+    (errors.CircuitOpenError, 12, "recent calls kept failing; wait for the cool-down"),
+    (errors.GenerationError, 12, "the answer was unusable; try again"),
+    (OSError, 13, "check the file path and permissions"),
+)
+UNEXPECTED = 1
+INTERRUPTED = 130
+
+
+def describe(error: BaseException) -> Outcome:
+    """The exit code and a one-line message for `error`."""
+    for error_class, code, advice in EXIT_CODES:
+        if isinstance(error, error_class):
+            return Outcome(code, type(error).__name__, f"{_summary(error)}; {advice}")
+    return Outcome(UNEXPECTED, type(error).__name__, f"unexpected error: {error}")
+
+
+def _summary(error: BaseException) -> str:
+    if isinstance(error, errors.RateLimitError) and error.retry_after is not None:
+        return f"{_first_line(error)}; the server asks to wait {error.retry_after:.0f} s"
+    if isinstance(error, pydantic.ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc']) or 'input'}: {item['msg']}"
+            for item in error.errors()
+        )
+        return f"invalid input: {problems}"
+    return _first_line(error)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

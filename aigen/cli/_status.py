@@ -1,0 +1,143 @@
+"""What a call is doing, seen from the command line: retry events and a live status line.
+
+aigen logs each retry on the `aigen` logger with its attempt, wait and cause. The CLI
+listens to those records (`RetryWatcher`) instead of reaching into the clients, and
+redraws one line on a terminal (`StatusLine`) while a call runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TextIO
+
+__all__ = ["RetryEvent", "RetryWatcher", "StatusLine"]
+
+_SPINNER = "|/-\\"
+_REFRESH_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class RetryEvent:
+    """One retry: which generation, which attempt failed, why, and how long aigen waits."""
+
+    generation_id: str
+    failed_attempt: int
+    wait_seconds: float
+    cause: str
+    at: float
+
+
+class RetryWatcher(logging.Handler):
+    """Collects the retry records aigen logs; attach it with `with RetryWatcher():`."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.events: list[RetryEvent] = []
+        self._logger = logging.getLogger("aigen")
+        self._previous_level = self._logger.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        wait = getattr(record, "wait_seconds", None)
+        if wait is None:
+            return
+        cause = record.args[2] if isinstance(record.args, tuple) and len(record.args) > 2 else ""
+        self.events.append(
+            RetryEvent(
+                generation_id=str(getattr(record, "generation_id", "")),
+                failed_attempt=int(getattr(record, "attempt", 0)),
+                wait_seconds=float(wait),
+                cause=str(cause),
+                at=time.monotonic(),
+            )
+        )
+
+    def for_generation(self, generation_id: str) -> list[RetryEvent]:
+        """The retries of one call."""
+        return [event for event in self.events if event.generation_id == generation_id]
+
+    def __enter__(self) -> RetryWatcher:
+        self._logger.addHandler(self)
+        if self._logger.getEffectiveLevel() > logging.INFO:
+            self._logger.setLevel(logging.INFO)  # retries are logged at INFO
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._previous_level)
+
+
+class StatusLine:
+    """One line, redrawn on a terminal while a call runs; silent anywhere else.
+
+    Shows the elapsed time, the attempt, and while aigen waits to retry, how long and why.
+    """
+
+    def __init__(self, stream: TextIO, watcher: RetryWatcher, label: str) -> None:
+        self._stream = stream
+        self._watcher = watcher
+        self._label = label
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = time.monotonic()
+        self._width = 0
+
+    def __enter__(self) -> StatusLine:
+        self._started = time.monotonic()
+        if _is_terminal(self._stream):
+            self._thread = threading.Thread(target=self._run, name="aigen-status", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._stream.write("\r" + " " * self._width + "\r")
+            self._stream.flush()
+
+    def text(self, now: float) -> str:
+        """The line as it reads at monotonic time `now`."""
+        elapsed = now - self._started
+        spinner = _SPINNER[int(elapsed / _REFRESH_SECONDS) % len(_SPINNER)]
+        line = f"{spinner} {self._label} {elapsed:5.1f} s"
+        events = [e for e in self._watcher.events if e.at >= self._started]
+        if events:
+            last = events[-1]
+            left = last.wait_seconds - (now - last.at)
+            attempt = last.failed_attempt + 1
+            if left > 0:
+                line += f" · attempt {last.failed_attempt} failed, retrying in {left:.1f} s"
+                line += f": {last.cause}"
+            else:
+                line += f" · attempt {attempt}"
+        return line
+
+    def _run(self) -> None:
+        while not self._stop.wait(_REFRESH_SECONDS):
+            columns = shutil.get_terminal_size((80, 24)).columns - 1
+            line = self.text(time.monotonic())[:columns]
+            self._stream.write("\r" + line.ljust(self._width))
+            self._stream.flush()
+            self._width = max(self._width, len(line))
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,1 @@
+"""The web-framework recipes of docs/recipes/, run from the pages themselves."""
