@@ -5,6 +5,7 @@ retrying what is worth retrying, obeying the server's hints, and raising typed e
 (`ContentPolicyError`, `RateLimitError`, ...) for what is not.
 """
 
+from ._circuit import CircuitBreaker
 from ._client import AsyncClient, Client
 from ._conversation import AsyncConversation, Conversation, ConversationState
 from ._errors import (
@@ -33,6 +34,7 @@ from ._models import (
     TurnPart,
     Usage,
 )
+from ._ratelimit import MemoryRateLimitStore, RateLimit, RateLimitStore
 from ._retry import RetryPolicy
 from ._version import __version__
 from .providers import Provider
@@ -46,6 +48,7 @@ __all__ = [
     "AsyncConversation",
     "AuthenticationError",
     "BadRequestError",
+    "CircuitBreaker",
     "CircuitOpenError",
     "Client",
     "ConfigurationError",
@@ -55,13 +58,16 @@ __all__ = [
     "GenerationError",
     "GenerationRequest",
     "GenerationResponse",
+    "MemoryRateLimitStore",
     "NoImageError",
     "NotFoundError",
     "Provider",
     "ProviderOptions",
     "QuotaExceededError",
+    "RateLimit",
     "RateLimitError",
     "RateLimitInfo",
+    "RateLimitStore",
     "RetryPolicy",
     "ServerError",
     "Turn",

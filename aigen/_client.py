@@ -8,9 +8,11 @@ and `time.sleep` vs `asyncio.sleep`; neither knows which provider it talks to.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -18,12 +20,15 @@ import httpx
 from tenacity import AsyncRetrying, Retrying
 from typing_extensions import Self, Unpack
 
+from ._circuit import CircuitBreaker
 from ._config import resolve_settings
-from ._constants import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
+from ._constants import DEFAULT_BATCH_CONCURRENCY, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
 from ._conversation import AsyncConversation, Conversation, ConversationState
-from ._core import Engine, GenerationCall
+from ._core import Engine, GenerationCall, as_request
+from ._errors import APITimeoutError, ConfigurationError, GenerationError
 from ._http import HttpRequest, HttpResponse
 from ._models import GenerationFields, GenerationRequest, GenerationResponse, Turn
+from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
 from .providers import Provider
 
@@ -56,6 +61,9 @@ class _BaseClient(Generic[ConversationT]):
         retry: RetryPolicy | None,
         allow_insecure_http: bool,
         max_response_bytes: int,
+        rate_limit: RateLimit | None,
+        circuit_breaker: CircuitBreaker | None,
+        max_concurrency: int | None,
     ) -> None:
         settings = resolve_settings(
             provider=provider,
@@ -66,6 +74,9 @@ class _BaseClient(Generic[ConversationT]):
             retry=retry,
             allow_insecure_http=allow_insecure_http,
             max_response_bytes=max_response_bytes,
+            rate_limit=rate_limit,
+            circuit_breaker=circuit_breaker,
+            max_concurrency=max_concurrency,
         )
         self._engine = Engine(settings)
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
@@ -164,6 +175,27 @@ def _typed_transport_errors(call: GenerationCall) -> Iterator[None]:
         raise call.undecodable_body(exc) from exc
 
 
+def prepare_batch(
+    requests: Iterable[GenerationRequest | str], concurrency: int
+) -> list[GenerationRequest]:
+    """Validate a whole batch before any of it is sent."""
+    if concurrency < 1:
+        raise ConfigurationError(f"concurrency must be 1 or more, got {concurrency}")
+    return [as_request(request, {}) for request in requests]
+
+
+def finished(
+    results: list[GenerationResponse | GenerationError | None],
+) -> list[GenerationResponse | GenerationError]:
+    """The batch's results, every slot filled."""
+    return [result for result in results if result is not None]
+
+
+def no_free_slot() -> APITimeoutError:
+    """The error for a call that found no free `max_concurrency` slot before its deadline."""
+    return APITimeoutError("no free max_concurrency slot before the deadline; nothing was sent")
+
+
 def _response(response: httpx.Response, body: bytes) -> HttpResponse:
     return HttpResponse.from_parts(response.status_code, response.headers, body)
 
@@ -175,8 +207,9 @@ class Client(_BaseClient[Conversation]):
     `api_key`, `base_url`, `model`, `timeout` (seconds per attempt, or an `httpx.Timeout`),
     `max_retries` (a shortcut for `retry=RetryPolicy(max_retries=...)`), `retry`,
     `http_client` (your own `httpx.Client`; aigen will not close it),
-    `allow_insecure_http` and `max_response_bytes`. See docs/configuration.md for which
-    environment variables fill them in.
+    `allow_insecure_http`, `max_response_bytes`, and the protections `rate_limit`
+    (a `RateLimit`), `circuit_breaker` (a `CircuitBreaker`) and `max_concurrency`. See
+    docs/configuration.md for which environment variables fill them in.
     """
 
     _conversation_class = Conversation
@@ -194,6 +227,9 @@ class Client(_BaseClient[Conversation]):
         http_client: httpx.Client | None = None,
         allow_insecure_http: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        rate_limit: RateLimit | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         super().__init__(
             provider=provider,
@@ -205,10 +241,14 @@ class Client(_BaseClient[Conversation]):
             retry=retry,
             allow_insecure_http=allow_insecure_http,
             max_response_bytes=max_response_bytes,
+            rate_limit=rate_limit,
+            circuit_breaker=circuit_breaker,
+            max_concurrency=max_concurrency,
         )
         self._owns_http_client = http_client is None
         self._http = http_client or httpx.Client(timeout=self._timeout, limits=_POOL_LIMITS)
         self._sleep: Callable[[float], None] = time.sleep
+        self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
 
     def generate(
         self, request: GenerationRequest | str, /, **fields: Unpack[GenerationFields]
@@ -219,10 +259,60 @@ class Client(_BaseClient[Conversation]):
         Raises a `GenerationError` subclass when the call fails for good.
         """
         call = self._engine.start(request, fields)
-        retrying: Retrying = call.retry_loop.build(Retrying, self._sleep)
-        return retrying(self._attempt, call)
+        with call.tracked(), self._slot(call):
+            retrying: Retrying = call.retry_loop.build(Retrying, self._sleep)
+            return retrying(self._attempt, call)
+
+    def generate_many(
+        self,
+        requests: Iterable[GenerationRequest | str],
+        *,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+        on_progress: Callable[[int, int], object] | None = None,
+    ) -> list[GenerationResponse | GenerationError]:
+        """Generate many images on `concurrency` threads; results in input order.
+
+        Each item is the `GenerationResponse`, or the `GenerationError` that call ended
+        with: one failure never loses the others. Every request is validated before any is
+        sent. `on_progress(done, total)` is called on this thread as calls finish.
+        """
+        batch = prepare_batch(requests, concurrency)
+        results: list[GenerationResponse | GenerationError | None] = [None] * len(batch)
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="aigen-batch") as pool:
+            futures = {pool.submit(self._settle, item): i for i, item in enumerate(batch)}
+            try:
+                for done, future in enumerate(as_completed(futures), start=1):
+                    results[futures[future]] = future.result()
+                    if on_progress is not None:
+                        on_progress(done, len(batch))
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        return finished(results)
+
+    def _settle(self, request: GenerationRequest) -> GenerationResponse | GenerationError:
+        try:
+            return self.generate(request)
+        except GenerationError as error:
+            return error
+
+    @contextmanager
+    def _slot(self, call: GenerationCall) -> Iterator[None]:
+        """Hold one of `max_concurrency` slots for the whole call."""
+        if self._slots is None:
+            yield
+            return
+        if not self._slots.acquire(timeout=call.time_left()):
+            raise call.stamp(no_free_slot())
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def _attempt(self, call: GenerationCall) -> GenerationResponse:
+        delay = call.admission_delay()
+        if delay:
+            self._sleep(delay)
         request = self._http_request(self._http, call.next_attempt(), self._attempt_timeout(call))
         with _typed_transport_errors(call):
             response = self._http.send(request, stream=True)
@@ -272,6 +362,9 @@ class AsyncClient(_BaseClient[AsyncConversation]):
         http_client: httpx.AsyncClient | None = None,
         allow_insecure_http: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        rate_limit: RateLimit | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         super().__init__(
             provider=provider,
@@ -283,20 +376,82 @@ class AsyncClient(_BaseClient[AsyncConversation]):
             retry=retry,
             allow_insecure_http=allow_insecure_http,
             max_response_bytes=max_response_bytes,
+            rate_limit=rate_limit,
+            circuit_breaker=circuit_breaker,
+            max_concurrency=max_concurrency,
         )
         self._owns_http_client = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self._timeout, limits=_POOL_LIMITS)
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
 
     async def generate(
         self, request: GenerationRequest | str, /, **fields: Unpack[GenerationFields]
     ) -> GenerationResponse:
         """Generate one image, retrying as the policy allows (see `Client.generate`)."""
         call = self._engine.start(request, fields)
-        retrying: AsyncRetrying = call.retry_loop.build(AsyncRetrying, self._sleep)
-        return await retrying(self._attempt, call)
+        with call.tracked():
+            async with self._slot(call):
+                retrying: AsyncRetrying = call.retry_loop.build(AsyncRetrying, self._sleep)
+                return await retrying(self._attempt, call)
+
+    async def generate_many(
+        self,
+        requests: Iterable[GenerationRequest | str],
+        *,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+        on_progress: Callable[[int, int], object] | None = None,
+    ) -> list[GenerationResponse | GenerationError]:
+        """Generate many images, `concurrency` at a time; results in input order.
+
+        Each item is the `GenerationResponse`, or the `GenerationError` that call ended
+        with: one failure never loses the others. Every request is validated before any is
+        sent. `on_progress(done, total)` is called as calls finish.
+        """
+        batch = prepare_batch(requests, concurrency)
+        gate = asyncio.Semaphore(concurrency)
+        done = 0
+
+        async def settle(request: GenerationRequest) -> GenerationResponse | GenerationError:
+            nonlocal done
+            async with gate:
+                try:
+                    result: GenerationResponse | GenerationError = await self.generate(request)
+                except GenerationError as error:
+                    result = error
+            done += 1
+            if on_progress is not None:
+                on_progress(done, len(batch))
+            return result
+
+        tasks = [asyncio.ensure_future(settle(item)) for item in batch]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    @asynccontextmanager
+    async def _slot(self, call: GenerationCall) -> AsyncIterator[None]:
+        """Hold one of `max_concurrency` slots for the whole call."""
+        if self._slots is None:
+            yield
+            return
+        try:
+            await asyncio.wait_for(self._slots.acquire(), call.time_left())
+        except asyncio.TimeoutError:
+            raise call.stamp(no_free_slot()) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     async def _attempt(self, call: GenerationCall) -> GenerationResponse:
+        delay = call.admission_delay()
+        if delay:
+            await self._sleep(delay)
         request = self._http_request(self._http, call.next_attempt(), self._attempt_timeout(call))
         with _typed_transport_errors(call):
             response = await self._http.send(request, stream=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from urllib.parse import urlsplit
 
+from ._circuit import CircuitBreaker
 from ._constants import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_PROVIDER,
@@ -16,6 +17,7 @@ from ._constants import (
     ENV_PROVIDER,
 )
 from ._errors import ConfigurationError
+from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
 from .providers import BUILTIN_PROVIDERS, Provider, builtin_provider
 
@@ -32,6 +34,9 @@ class Settings:
     model: str
     retry: RetryPolicy
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    rate_limit: RateLimit | None = None
+    circuit_breaker: CircuitBreaker | None = None
+    max_concurrency: int | None = None
 
 
 def resolve_settings(
@@ -44,6 +49,9 @@ def resolve_settings(
     retry: RetryPolicy | None,
     allow_insecure_http: bool,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    rate_limit: RateLimit | None = None,
+    circuit_breaker: CircuitBreaker | None = None,
+    max_concurrency: int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Apply the precedence in SPEC: keyword, then environment, then the provider's default."""
@@ -60,6 +68,10 @@ def resolve_settings(
         )
     if max_response_bytes < 1:
         raise ConfigurationError(f"max_response_bytes must be positive, got {max_response_bytes}")
+    if max_concurrency is not None and max_concurrency < 1:
+        raise ConfigurationError(
+            f"max_concurrency must be 1 or more (or None for no limit), got {max_concurrency}"
+        )
     if max_retries is not None and max_retries < 0:
         raise ConfigurationError(f"max_retries must be 0 or more, got {max_retries}")
     policy = retry or (
@@ -72,6 +84,9 @@ def resolve_settings(
         model=model or resolved.default_model,
         retry=policy,
         max_response_bytes=max_response_bytes,
+        rate_limit=rate_limit,
+        circuit_breaker=circuit_breaker,
+        max_concurrency=max_concurrency,
     )
 
 

@@ -26,6 +26,10 @@ JITTER_FRACTION = 0.25
 # 501 and 505 are answers that will not change, so they are not retried.
 RETRYABLE_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
 
+# generate_many's default: enough to overlap slow image calls, few enough that a batch
+# started from a web process does not swamp the provider's per-minute quota at once.
+DEFAULT_BATCH_CONCURRENCY = 8
+
 # Which environment variables configure what.
 ENV_PROVIDER = "AIGEN_PROVIDER"
 ENV_BASE_URL = "AIGEN_BASE_URL"

@@ -12,18 +12,29 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TypeVar
 
+from ._body import BodyReader, too_large
+from ._circuit import CircuitState
 from ._config import Settings
-from ._errors import APIConnectionError, APIError, APITimeoutError, GenerationError
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    CircuitOpenError,
+    GenerationError,
+    RateLimitError,
+)
 from ._http import HttpRequest, HttpResponse
 from ._images import image_size, sniff_mime_type
 from ._models import MAX_SEED, GenerationRequest, GenerationResponse
+from ._ratelimit import RateLimiter
 from ._retry import RetryLoop, parse_retry_after_headers
 from .providers import ErrorContext, ProviderAnswer, RequestContext
 
-__all__ = ["BodyReader", "Engine", "GenerationCall"]
+__all__ = ["Engine", "GenerationCall"]
 
 E = TypeVar("E", bound=GenerationError)
 
@@ -52,6 +63,21 @@ class Engine:
         self._wall_clock = wall_clock
         self._jitter = jitter
         self._pick_seed = pick_seed
+        # The lambdas read the clocks at call time, so a test may swap them afterwards.
+        self.circuit = (
+            CircuitState(settings.circuit_breaker, lambda: self._clock())
+            if settings.circuit_breaker is not None
+            else None
+        )
+        self.limiter = (
+            RateLimiter(
+                settings.rate_limit,
+                key=f"{settings.provider.name} {settings.base_url}",
+                clock=lambda: self._wall_clock(),
+            )
+            if settings.rate_limit is not None
+            else None
+        )
 
     def start(
         self, request: GenerationRequest | str, fields: Mapping[str, object]
@@ -82,7 +108,7 @@ class Engine:
             model,
             extra={"generation_id": generation_id},
         )
-        return GenerationCall(
+        call = GenerationCall(
             engine=self,
             request=request,
             http_request=http_request,
@@ -90,6 +116,12 @@ class Engine:
             model=model,
             seed=seed,
         )
+        if self.circuit is not None:
+            try:
+                call.is_probe = self.circuit.admit()
+            except CircuitOpenError as error:
+                raise call.stamp(error) from None
+        return call
 
 
 def as_request(request: GenerationRequest | str, fields: Mapping[str, object]) -> GenerationRequest:
@@ -128,6 +160,7 @@ class GenerationCall:
         self.model = model
         self.seed = seed
         self.attempts = 0
+        self.is_probe = False
         self._started = self._clock()
         self._attempt_started = self._started
         self.retry_loop = RetryLoop(
@@ -136,6 +169,39 @@ class GenerationCall:
             clock=engine._clock,
             jitter=engine._jitter,
         )
+
+    @contextmanager
+    def tracked(self) -> Iterator[None]:
+        """Wrap the whole call, so the circuit breaker learns how it ended."""
+        circuit = self._engine.circuit
+        try:
+            yield
+        except GenerationError as error:
+            if circuit is not None:
+                circuit.record(error, probe=self.is_probe)
+            raise
+        except BaseException:
+            if circuit is not None and self.is_probe:
+                circuit.abandon_probe()  # cancelled: nothing was learnt
+            raise
+        if circuit is not None:
+            circuit.record(None, probe=self.is_probe)
+
+    def admission_delay(self) -> float:
+        """Seconds to wait before this attempt may be sent, under the client's rate limit."""
+        limiter = self._engine.limiter
+        if limiter is None:
+            return 0.0
+        delay = limiter.reserve()
+        left = self.time_left()
+        if left is not None and delay > left:
+            raise self.stamp(
+                APITimeoutError(
+                    f"the client's rate limit would hold this call {delay:.1f} s, past its "
+                    f"deadline ({left:.1f} s left)"
+                )
+            )
+        return delay
 
     def next_attempt(self) -> HttpRequest:
         """Count an attempt, start its timer, and return the request to send."""
@@ -146,10 +212,11 @@ class GenerationCall:
     def body_reader(self, headers: Mapping[str, str]) -> BodyReader:
         """A reader for this attempt's body; refuses one too large or too late."""
         declared = headers.get("content-length", "")
+        expected = int(declared) if declared.isascii() and declared.isdigit() else None
         limit = self._engine.settings.max_response_bytes
-        if declared.isdigit() and int(declared) > limit:
-            raise self.stamp(_too_large(int(declared), limit))
-        return BodyReader(self, limit, int(declared) if declared.isdigit() else None)
+        if expected is not None and expected > limit:
+            raise self.stamp(too_large(expected, limit))
+        return BodyReader(self, limit, expected)
 
     def past_deadline(self) -> bool:
         """Whether the call's deadline, if it has one, has passed."""
@@ -166,8 +233,13 @@ class GenerationCall:
         try:
             if 200 <= response.status_code < 300:
                 answer = self._engine.settings.provider.parse_response(response, self.request)
+                if self._engine.limiter is not None:
+                    self._engine.limiter.succeeded(answer.rate_limit)
                 return self._finish(answer, elapsed_ms)
-            raise self._api_error(response)
+            error = self._api_error(response)
+            if self._engine.limiter is not None and type(error) is RateLimitError:
+                self._engine.limiter.rate_limited(error.retry_after, error.rate_limit)
+            raise error
         except GenerationError as error:
             raise self.stamp(error) from None
 
@@ -267,45 +339,6 @@ class GenerationCall:
             extra={"generation_id": self.generation_id},
         )
         return response
-
-
-class BodyReader:
-    """Collects a body chunk by chunk, stopping at the size cap or the call's deadline.
-
-    httpx's timeouts bound each read, so a body trickling in small pieces could outlast
-    the deadline; checking between chunks bounds the whole attempt.
-    """
-
-    def __init__(self, call: GenerationCall, limit: int, expected: int | None = None) -> None:
-        self._call = call
-        self._limit = limit
-        self._expected = expected
-        self._chunks: list[bytes] = []
-        self._size = 0
-
-    def feed(self, chunk: bytes) -> None:
-        """Take the next chunk of the (decompressed) body."""
-        self._size += len(chunk)
-        if self._size > self._limit:
-            raise self._call.stamp(_too_large(self._size, self._limit))
-        complete = self._expected is not None and self._size >= self._expected
-        if not complete and self._call.past_deadline():
-            # An answer that has fully arrived is kept even a moment past the deadline.
-            raise self._call.stamp(
-                APITimeoutError("the answer was still arriving when the deadline passed")
-            )
-        self._chunks.append(chunk)
-
-    def body(self) -> bytes:
-        """Everything fed so far, as one bytes object."""
-        return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-
-
-def _too_large(size: int, limit: int) -> GenerationError:
-    return GenerationError(
-        f"the answer body is larger than max_response_bytes ({size:,} > {limit:,} bytes); "
-        "raise max_response_bytes if such images are expected"
-    )
 
 
 def _redact_text(text: str, secret: str) -> str:

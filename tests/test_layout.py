@@ -30,6 +30,9 @@ SANS_IO = sorted(
                 "_prompt.py",
                 "_config.py",
                 "_conversation.py",
+                "_body.py",
+                "_circuit.py",
+                "_ratelimit.py",
             )
         ),
         *(PACKAGE / "providers").glob("*.py"),
