@@ -3,6 +3,7 @@
 ```
 aigen generate PROMPT -o FILE [--provider --model --size WxH --seed --input IMAGE]
 aigen refine CONVERSATION.json PROMPT -o FILE
+aigen batch PROMPTS.txt -o DIR [--concurrency N]
 aigen serve-fake [--provider gemini|openai] [--port N] [--script OUTCOMES]
 aigen demo [--out-dir DIR]
 ```
@@ -46,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ._commands import add_generation_arguments, generate, refine
+    from ._batch import batch
+    from ._commands import add_client_arguments, add_generation_arguments, generate, refine
 
     output = argparse.ArgumentParser(add_help=False)
     group = output.add_mutually_exclusive_group()
@@ -77,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("prompt", help="what to change")
     add_generation_arguments(again)
     again.set_defaults(command=refine)
+
+    many = commands.add_parser(
+        "batch", parents=[output], help="one image per line of a prompts file"
+    )
+    many.add_argument("prompts", type=Path, help="a text file: one prompt per line, # comments")
+    many.add_argument("-o", "--output", required=True, type=Path, help="the folder to write to")
+    add_client_arguments(many)
+    many.add_argument(
+        "--concurrency", type=int, default=4, help="calls in flight at once (default 4)"
+    )
+    many.set_defaults(command=batch)
 
     serve = commands.add_parser(
         "serve-fake", parents=[output], help="run a fake Gemini or OpenAI API on 127.0.0.1"

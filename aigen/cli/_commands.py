@@ -14,7 +14,15 @@ from .._conversation import ConversationState
 from .._models import GenerationResponse
 from ._report import Reporter
 
-__all__ = ["add_generation_arguments", "client_from", "generate", "parse_size", "refine"]
+__all__ = [
+    "add_client_arguments",
+    "add_generation_arguments",
+    "client_from",
+    "generate",
+    "parse_size",
+    "refine",
+    "write_file",
+]
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
@@ -27,9 +35,8 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options `generate` and `refine` share."""
-    parser.add_argument("-o", "--output", required=True, type=Path, help="where to write the image")
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that pick and tune the client, shared by every generating command."""
     parser.add_argument(
         "--provider", help="gemini or openai (default: AIGEN_PROVIDER, or from the key set)"
     )
@@ -39,13 +46,19 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--size", type=parse_size, help="WIDTHxHEIGHT, like 1280x720")
     parser.add_argument("--seed", type=int, help="a seed, where the provider takes one")
-    parser.add_argument("--input", type=Path, help="an image (PNG, JPEG or WebP) to work from")
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="seconds per attempt (default 120)"
     )
     parser.add_argument(
         "--max-retries", type=int, help="retries after the first attempt (default 2)"
     )
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `generate` and `refine` share."""
+    parser.add_argument("-o", "--output", required=True, type=Path, help="where to write the image")
+    add_client_arguments(parser)
+    parser.add_argument("--input", type=Path, help="an image (PNG, JPEG or WebP) to work from")
 
 
 def client_from(args: argparse.Namespace) -> Client:
@@ -126,14 +139,15 @@ def _load_conversation(path: Path) -> ConversationState | None:
 
 def _save_conversation(path: Path, chat: ConversationState) -> None:
     """Write atomically, so an interrupted run never leaves half a conversation."""
-    _atomic_write(path, chat.model_dump_json(indent=2).encode())
+    write_file(path, chat.model_dump_json(indent=2).encode())
 
 
 def _write_image(path: Path, response: GenerationResponse) -> None:
-    _atomic_write(path, response.image_data)
+    write_file(path, response.image_data)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically: a reader never sees half a file."""
     directory = path.parent if str(path.parent) else Path(".")
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:

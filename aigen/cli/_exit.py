@@ -8,7 +8,14 @@ import pydantic
 
 from .. import _errors as errors
 
-__all__ = ["EXIT_CODES", "Outcome", "describe"]
+__all__ = ["EXIT_CODES", "BatchIncomplete", "Outcome", "describe"]
+
+
+class BatchIncomplete(Exception):
+    """Some prompts of `aigen batch` failed; each was reported on its own already."""
+
+    def __init__(self, failed: int, total: int) -> None:
+        super().__init__(f"{failed} of {total} prompts failed")
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (errors.CircuitOpenError, 12, "recent calls kept failing; wait for the cool-down"),
     (errors.GenerationError, 12, "the answer was unusable; try again"),
     (OSError, 13, "check the file path and permissions"),
+    (BatchIncomplete, 14, "the others were saved; see the lines above for each failure"),
 )
 UNEXPECTED = 1
 INTERRUPTED = 130

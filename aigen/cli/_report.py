@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from .._models import GenerationResponse
-from ._exit import describe
+from ._exit import BatchIncomplete, describe
 from ._status import RetryEvent, RetryWatcher, StatusLine
 
 __all__ = ["Mode", "Reporter"]
@@ -103,6 +103,8 @@ class Reporter:
     def failed(self, error: BaseException) -> int:
         """Report `error` in one line (or as JSON) and return the exit code for it."""
         outcome = describe(error)
+        if isinstance(error, BatchIncomplete) and self.mode == "json":
+            return outcome.exit_code  # the batch's own document already lists each failure
         if self.mode == "json":
             self.emit_json(
                 {

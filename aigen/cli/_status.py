@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TextIO
 
-__all__ = ["RetryEvent", "RetryWatcher", "StatusLine"]
+__all__ = ["RetryEvent", "RetryWatcher", "StatusLine", "is_terminal"]
 
 _SPINNER = "|/-\\"
 _REFRESH_SECONDS = 0.1
@@ -93,7 +93,7 @@ class StatusLine:
 
     def __enter__(self) -> StatusLine:
         self._started = time.monotonic()
-        if _is_terminal(self._stream):
+        if is_terminal(self._stream):
             self._thread = threading.Thread(target=self._run, name="aigen-status", daemon=True)
             self._thread.start()
         return self
@@ -136,7 +136,8 @@ class StatusLine:
             self._width = max(self._width, len(line))
 
 
-def _is_terminal(stream: TextIO) -> bool:
+def is_terminal(stream: TextIO) -> bool:
+    """Whether `stream` is an interactive terminal (never raises)."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
