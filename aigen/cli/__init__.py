@@ -99,8 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--script",
         default="",
-        help="outcomes to play in order, comma-separated: ok, 503, 429:SECONDS, "
-        "blocked, blocked-output, text, malformed, drop (default: always ok)",
+        type=_check_script,
+        help="outcomes to play in order, comma-separated: ok, 503 (any 5xx), 429, "
+        "429:SECONDS, blocked, blocked-output, text, malformed, drop, slow:SECONDS "
+        "(default: always ok)",
     )
     serve.set_defaults(command=_lazy("serve_fake"))
 
@@ -110,6 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out-dir", type=Path, default=Path("aigen-demo"), help="where to write")
     demo.set_defaults(command=_lazy("demo"))
     return parser
+
+
+def _check_script(text: str) -> str:
+    offline = importlib.import_module("aigen.cli._offline")
+    checked: str = offline.check_script(text)
+    return checked
 
 
 def _lazy(name: str) -> Command:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from .._models import GenerationRequest, GenerationResponse
 from ._commands import client_from, write_file
 from ._exit import BatchIncomplete, describe
 from ._report import Reporter
-from ._status import is_terminal
+from ._status import is_terminal, terminal_columns
 
 __all__ = ["ProgressBar", "batch", "read_prompts"]
 
@@ -123,7 +122,7 @@ class ProgressBar:
     def _draw(self) -> None:
         if not self._enabled:
             return
-        columns = shutil.get_terminal_size((80, 24)).columns - 1
+        columns = terminal_columns(self._stream) - 1
         self._stream.write("\r" + self.text(time.monotonic())[:columns])
         self._stream.flush()
 

@@ -17,6 +17,7 @@ from ._report import Reporter
 __all__ = [
     "add_client_arguments",
     "add_generation_arguments",
+    "check_writable",
     "client_from",
     "generate",
     "parse_size",
@@ -83,6 +84,7 @@ class _Wish:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> _Wish:
+        check_writable(args.output)
         width, height = args.size if args.size is not None else (None, None)
         image = args.input.read_bytes() if args.input is not None else None
         return cls(width=width, height=height, seed=args.seed, input_image=image)
@@ -144,6 +146,15 @@ def _save_conversation(path: Path, chat: ConversationState) -> None:
 
 def _write_image(path: Path, response: GenerationResponse) -> None:
     write_file(path, response.image_data)
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an output path whose folder is missing, before anything is paid for."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder; name a file")
 
 
 def write_file(path: Path, data: bytes) -> None:

@@ -42,7 +42,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (errors.APITimeoutError, 11, "the provider did not answer in time; try again or raise timeout"),
     (errors.CircuitOpenError, 12, "recent calls kept failing; wait for the cool-down"),
     (errors.GenerationError, 12, "the answer was unusable; try again"),
-    (OSError, 13, "check the file path and permissions"),
+    (OSError, 13, "check the file it names"),
     (BatchIncomplete, 14, "the others were saved; see the lines above for each failure"),
 )
 UNEXPECTED = 1
@@ -58,7 +58,8 @@ def describe(error: BaseException) -> Outcome:
 
 
 def _summary(error: BaseException) -> str:
-    if isinstance(error, errors.RateLimitError) and error.retry_after is not None:
+    waits_help = not isinstance(error, errors.QuotaExceededError)
+    if isinstance(error, errors.RateLimitError) and waits_help and error.retry_after is not None:
         return f"{_first_line(error)}; the server asks to wait {error.retry_after:.0f} s"
     if isinstance(error, pydantic.ValidationError):
         problems = "; ".join(

@@ -17,11 +17,26 @@ from ._report import Reporter
 if TYPE_CHECKING:
     from ..testing import Outcome
 
-__all__ = ["demo", "parse_script", "serve_fake"]
+__all__ = ["SCRIPT_TOKENS", "check_script", "demo", "parse_script", "serve_fake"]
 
 DEMO_KEY = "demo-key-not-a-secret"
 DEMO_PROMPT = "A cute cartoon banana mascot waving, with bold text 'EPIC WIN'"
 DEMO_REFINEMENT = "Make the text bigger and add more glow"
+
+
+SCRIPT_TOKENS = (
+    "ok, 503 (any 5xx), 429, 429:SECONDS, blocked, blocked-output, text, malformed, drop, "
+    "slow:SECONDS"
+)
+
+
+def check_script(text: str) -> str:
+    """argparse `type=` for `--script`: refuse a typo as a usage error, before serving."""
+    try:
+        parse_script(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def parse_script(text: str) -> list[Outcome]:
@@ -34,7 +49,7 @@ def parse_script(text: str) -> list[Outcome]:
         if name == "ok":
             outcomes.append(testing.success())
         elif name == "429":
-            outcomes.append(testing.rate_limited(float(argument) if argument else None))
+            outcomes.append(testing.rate_limited(_seconds(argument) if argument else None))
         elif name.isdigit() and 500 <= int(name) < 600:
             outcomes.append(testing.server_error(int(name)))
         elif name == "blocked":
@@ -48,12 +63,9 @@ def parse_script(text: str) -> list[Outcome]:
         elif name == "drop":
             outcomes.append(testing.drop())
         elif name == "slow" and argument:
-            outcomes.append(testing.success(delay=float(argument)))
+            outcomes.append(testing.success(delay=_seconds(argument)))
         else:
-            raise ValueError(
-                f"unknown outcome {raw!r} in --script: use ok, 503, 429:SECONDS, blocked, "
-                "blocked-output, text, malformed, drop, slow:SECONDS"
-            )
+            raise ValueError(f"unknown outcome {raw!r} in --script: use {SCRIPT_TOKENS}")
     return outcomes
 
 
@@ -94,7 +106,10 @@ def demo(args: argparse.Namespace, reporter: Reporter) -> None:
         )
         say(f"A fake Gemini API is listening on {server.base_url}: no key, no network.\n\n")
         policy = RetryPolicy(initial_delay=0.5)
-        with Client(api_key=DEMO_KEY, base_url=server.base_url, retry=policy) as client:
+        # Named in full, so the user's own AIGEN_PROVIDER or OPENAI_API_KEY cannot redirect it.
+        with Client(
+            provider="gemini", api_key=DEMO_KEY, base_url=server.base_url, retry=policy
+        ) as client:
             chat = client.conversation(width=1280, height=720)
             say(f"1. generate: {DEMO_PROMPT!r}\n")
             with reporter.watching("generating"):
@@ -126,6 +141,16 @@ def demo(args: argparse.Namespace, reporter: Reporter) -> None:
                     "refinement_request_path": refinement.path,
                 }
             )
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= seconds < 3600:
+        raise ValueError(f"{text!r} seconds is out of range (0 to 3600)")
+    return seconds
 
 
 def _silent(text: str) -> int:

@@ -8,6 +8,7 @@ redraws one line on a terminal (`StatusLine`) while a call runs.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TextIO
 
-__all__ = ["RetryEvent", "RetryWatcher", "StatusLine", "is_terminal"]
+__all__ = ["RetryEvent", "RetryWatcher", "StatusLine", "is_terminal", "terminal_columns"]
 
 _SPINNER = "|/-\\"
 _REFRESH_SECONDS = 0.1
@@ -129,11 +130,19 @@ class StatusLine:
 
     def _run(self) -> None:
         while not self._stop.wait(_REFRESH_SECONDS):
-            columns = shutil.get_terminal_size((80, 24)).columns - 1
+            columns = terminal_columns(self._stream) - 1
             line = self.text(time.monotonic())[:columns]
             self._stream.write("\r" + line.ljust(self._width))
             self._stream.flush()
             self._width = max(self._width, len(line))
+
+
+def terminal_columns(stream: TextIO) -> int:
+    """The width of the terminal `stream` is drawn on (stderr's, not stdout's)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return shutil.get_terminal_size((80, 24)).columns
 
 
 def is_terminal(stream: TextIO) -> bool:
