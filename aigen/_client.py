@@ -20,6 +20,7 @@ import httpx
 from tenacity import AsyncRetrying, Retrying
 from typing_extensions import Self, Unpack
 
+from ._body import ACCEPTED_ENCODINGS
 from ._circuit import CircuitBreaker
 from ._config import resolve_settings
 from ._constants import DEFAULT_BATCH_CONCURRENCY, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
@@ -121,7 +122,9 @@ class _BaseClient(Generic[ConversationT]):
         return client.build_request(
             request.method,
             request.url,
-            headers=dict(request.headers),
+            # aigen inflates bodies itself (within max_response_bytes): ask only for
+            # the encodings it handles.
+            headers={"accept-encoding": ACCEPTED_ENCODINGS, **request.headers},
             content=None if files else request.content,
             data=dict(request.form) if files else None,
             files=files or None,
@@ -318,7 +321,7 @@ class Client(_BaseClient[Conversation]):
             response = self._http.send(request, stream=True)
             try:
                 reader = call.body_reader(response.headers)
-                for chunk in response.iter_bytes():
+                for chunk in response.iter_raw():
                     reader.feed(chunk)
             finally:
                 response.close()
@@ -457,7 +460,7 @@ class AsyncClient(_BaseClient[AsyncConversation]):
             response = await self._http.send(request, stream=True)
             try:
                 reader = call.body_reader(response.headers)
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.aiter_raw():
                     reader.feed(chunk)
             finally:
                 await response.aclose()

@@ -214,9 +214,14 @@ class GenerationCall:
         declared = headers.get("content-length", "")
         expected = int(declared) if declared.isascii() and declared.isdigit() else None
         limit = self._engine.settings.max_response_bytes
+        encoding = headers.get("content-encoding", "identity")
         if expected is not None and expected > limit:
+            # Compressed bytes can only inflate further, so this refusal is always right.
             raise self.stamp(too_large(expected, limit))
-        return BodyReader(self, limit, expected)
+        try:
+            return BodyReader(self, limit, expected, encoding)
+        except GenerationError as error:
+            raise self.stamp(error) from None
 
     def past_deadline(self) -> bool:
         """Whether the call's deadline, if it has one, has passed."""
@@ -246,10 +251,12 @@ class GenerationCall:
     def connection_error(self, cause: BaseException) -> APIConnectionError:
         """The error for a connection that failed or broke (the client saw `cause`)."""
         settings = self._engine.settings
+        # httpx's async errors often carry no text; the OS error beneath them does.
+        detail = str(cause) or str(cause.__context__ or "") or "the connection was closed"
         return self.stamp(
             APIConnectionError(
-                f"could not reach {settings.provider.name} at {settings.base_url}: "
-                f"{type(cause).__name__}: {cause}".rstrip(": ")
+                f"the connection to {settings.provider.name} at {settings.base_url} failed: "
+                f"{type(cause).__name__}: {detail}"
             )
         )
 

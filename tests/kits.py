@@ -7,12 +7,18 @@ Tests written against a kit never mention a provider.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import httpx
 import pytest
 import respx
+
+from aigen import AsyncClient
 
 from . import gemini_bodies as gb
 from .images import png
@@ -258,3 +264,146 @@ class OpenAIKit:
 
 Kit = GeminiKit | OpenAIKit
 KITS: dict[str, Kit] = {"gemini": GeminiKit(), "openai": OpenAIKit()}
+
+
+# -- helpers for the protection tests (rate limit, circuit breaker, concurrency) ------------
+
+
+def with_headers(response: httpx.Response, headers: dict[str, str]) -> httpx.Response:
+    """A copy of a kit's `response` with `headers` added (OpenAI's `x-ratelimit-*`, say)."""
+    return httpx.Response(
+        response.status_code, content=response.content, headers={**response.headers, **headers}
+    )
+
+
+def run_concurrently(made: Any, calls: Sequence[Callable[[Any], Any]]) -> list[Any]:
+    """Run `call(client)` for every call at once; each result, or the exception it raised.
+
+    `made` is a `make_client` facade. A `Client` runs each call on its own thread, all
+    released together by a barrier; an `AsyncClient` runs them as tasks gathered on the
+    facade's event loop (each `call` then returns a coroutine).
+    """
+    client = made.target
+    if not isinstance(client, AsyncClient):
+        barrier = threading.Barrier(len(calls))
+
+        def run(call: Callable[[Any], Any]) -> Any:
+            barrier.wait(timeout=5.0)
+            try:
+                return call(client)
+            except Exception as exc:
+                return exc
+
+        with ThreadPoolExecutor(len(calls)) as pool:
+            return list(pool.map(run, calls))
+
+    async def run_async(call: Callable[[Any], Any]) -> Any:
+        try:
+            return await call(client)
+        except Exception as exc:
+            return exc
+
+    async def run_all() -> list[Any]:
+        return list(await asyncio.gather(*(run_async(call) for call in calls)))
+
+    return run_on_loop(made, run_all())
+
+
+def run_on_loop(made: Any, coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run `coroutine` to completion on the event loop of a `make_client` facade."""
+    return made._run(coroutine)
+
+
+class Hold:
+    """Holds requests sent through its transports until `release()` (or `limit` seconds).
+
+    A call whose request is held is "in flight" for exactly as long as a test needs,
+    without guessing how long that is. Only requests sent while the hold is engaged
+    (`engaged=`, `engage()`) are held; `held` counts them. A hold never released lets its
+    requests through after `limit` seconds, so a test that went wrong fails on its
+    assertions instead of hanging. `client(...)` makes a `make_client` facade whose
+    requests go through the hold; `close()` closes the httpx clients it made.
+    """
+
+    def __init__(self, *, engaged: bool = True, limit: float = 3.0) -> None:
+        self.limit = limit
+        self.engaged = engaged
+        self.held = 0
+        self._released = threading.Event()
+        self._arrived = threading.Condition()
+        self._cleanups: list[Callable[[], object]] = []
+
+    def engage(self) -> None:
+        self.engaged = True
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait_held(self, count: int = 1, timeout: float = 3.0) -> bool:
+        """Block until `count` requests reached the hold; whether they did in time."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self.held >= count, timeout)
+
+    async def await_held(self, count: int = 1, timeout: float = 3.0) -> bool:
+        """`wait_held` for a coroutine: the event loop keeps running meanwhile."""
+        return await asyncio.to_thread(self.wait_held, count, timeout)
+
+    def arrive(self) -> bool:
+        """Count a request that reached the hold; whether it is to be held."""
+        if not self.engaged:
+            return False
+        with self._arrived:
+            self.held += 1
+            self._arrived.notify_all()
+        return True
+
+    def wait_released(self) -> None:
+        self._released.wait(self.limit)
+
+    def client(self, make_client: Callable[..., Any], client_kind: str, **kwargs: Any) -> Any:
+        """`make_client(**kwargs)` with an `http_client` whose requests pass this hold."""
+        if client_kind == "sync":
+            http = httpx.Client(transport=_HeldTransport(self, httpx.HTTPTransport()))
+            made = make_client(http_client=http, **kwargs)
+            self._cleanups.append(http.close)
+        else:
+            async_http = httpx.AsyncClient(
+                transport=_AsyncHeldTransport(self, httpx.AsyncHTTPTransport())
+            )
+            made = make_client(http_client=async_http, **kwargs)
+            self._cleanups.append(lambda: run_on_loop(made, async_http.aclose()))
+        return made
+
+    def close(self) -> None:
+        """Let every held request go, and close the httpx clients `client()` made."""
+        self.release()
+        for cleanup in self._cleanups:
+            cleanup()
+
+
+class _HeldTransport(httpx.BaseTransport):
+    def __init__(self, hold: Hold, inner: httpx.BaseTransport) -> None:
+        self._hold = hold
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self._hold.arrive():
+            self._hold.wait_released()
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _AsyncHeldTransport(httpx.AsyncBaseTransport):
+    def __init__(self, hold: Hold, inner: httpx.AsyncBaseTransport) -> None:
+        self._hold = hold
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._hold.arrive():
+            await asyncio.to_thread(self._hold.wait_released)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

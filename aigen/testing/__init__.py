@@ -19,14 +19,16 @@ falling back to `default` (a success) when the script is empty::
 
 Outcomes (each provider says them its own way): `success()`, `stall()`, `overloaded()`,
 `server_error()`, `rate_limited()`, `quota_exhausted()`, `content_blocked()`,
-`text_only()`, `malformed()`, `bad_request()`, `not_found()`, `bad_key()`, `drop()`, and
-raw answers: `error()`, `gemini_error()`, `openai_error()`, `Reply(...)`.
+`text_only()`, `malformed()`, `bad_request()`, `not_found()`, `bad_key()`, `drop()`,
+transport faults: `reset()`, `endless_body()`, `gzip_bomb()`, `oversized()`, and raw
+answers: `error()`, `gemini_error()`, `openai_error()`, `Reply(...)`.
 
 Also here: `aigen.testing.pytest_plugin` (opt-in fixtures `fake_gemini`, `fake_openai`,
 `aigen_client`) and `aigen.testing.respx` (the same fakes without a socket). See
 docs/testing.md.
 """
 
+from ._faults import ENDLESS_LIMIT, GZIP_BOMB_SIZE, endless_body, gzip_bomb, oversized, reset
 from ._gemini import gemini_error
 from ._openai import OPENAI_RATE_LIMIT_HEADERS, openai_error, openai_error_body
 from ._outcomes import (
@@ -57,6 +59,8 @@ from ._script import TEST_API_KEY, ClientOptions, ScriptedAPI
 from ._server import FakeGemini, FakeOpenAI, FakeServer, fake_server
 
 __all__ = [
+    "ENDLESS_LIMIT",
+    "GZIP_BOMB_SIZE",
     "OPENAI_RATE_LIMIT_HEADERS",
     "TEST_API_KEY",
     "ClientOptions",
@@ -76,17 +80,21 @@ __all__ = [
     "bad_request",
     "content_blocked",
     "drop",
+    "endless_body",
     "error",
     "fake_server",
     "gemini_error",
+    "gzip_bomb",
     "malformed",
     "not_found",
     "openai_error",
     "openai_error_body",
     "overloaded",
+    "oversized",
     "quota_exhausted",
     "rate_limited",
     "render_image",
+    "reset",
     "server_error",
     "stall",
     "success",

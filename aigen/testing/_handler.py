@@ -5,18 +5,25 @@ from __future__ import annotations
 import contextlib
 import itertools
 import socket
+import struct
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from ._outcomes import Outcome, Reply
+from ._outcomes import Drop, Outcome, Reply
 from ._recording import read_request
 
 if TYPE_CHECKING:
     from ._server import FakeServer
 
 __all__ = ["ThreadedServer"]
+
+# struct linger {int l_onoff; int l_linger;}: on, zero seconds: close() resets the connection.
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+# The most body bytes written at once, and what an endless body repeats: 64 KiB of "A"s.
+_WRITE_SIZE = 65536
+_FILLER = b"A" * _WRITE_SIZE
 
 
 class ThreadedServer(ThreadingHTTPServer):
@@ -121,25 +128,88 @@ class _Handler(BaseHTTPRequestHandler):
     def _play(self, outcome: Outcome, reply: Reply | None) -> None:
         fake = self.server.fake
         if not fake._pause(outcome.delay) or reply is None:
-            self.close_connection = True  # nothing is written: the client sees EOF
+            if isinstance(outcome, Drop) and outcome.reset and not fake._stopping.is_set():
+                self._reset()
+            self.close_connection = True  # nothing is written: the client sees EOF (or RST)
             return
-        payload = reply.encoded_body()
-        headers = {
-            "content-type": "application/json; charset=UTF-8",
-            "content-length": str(len(payload)),
-        }
+        payload = reply.wire_body()
+        chunked = reply.chunked or reply.endless_limit is not None
+        self._send_head(reply, len(payload), chunked)
+        lost_at = [n for n in (reply.cut_after, reply.reset_after) if n is not None]
+        if lost_at:
+            payload = payload[: min(lost_at)]
+        whole = self._send_paced(payload, reply, chunked)
+        if whole and not lost_at and reply.endless_limit is not None:
+            self._send_endless(reply.endless_limit - len(payload))
+            self.close_connection = True  # the body never ends: only closing can stop it
+        elif reply.reset_after is not None:
+            self._reset()
+        elif lost_at or not whole:
+            self.close_connection = True
+        elif chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _send_head(self, reply: Reply, length: int, chunked: bool) -> None:
+        """The status line and headers: the fake's defaults, then the reply's own."""
+        headers = {"content-type": "application/json; charset=UTF-8"}
+        if chunked:
+            headers["transfer-encoding"] = "chunked"
+        else:
+            headers["content-length"] = str(length)
+        if reply.gzip:
+            headers["content-encoding"] = "gzip"
         headers.update({name.lower(): value for name, value in reply.headers.items()})
+        if reply.content_type is not None:
+            headers["content-type"] = reply.content_type
         self.send_response(reply.status)
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if reply.cut_after is not None:
-            payload = payload[: reply.cut_after]
-            self.close_connection = True
+
+    def _send_paced(self, payload: bytes, reply: Reply, chunked: bool) -> bool:
+        """Send `payload` over `body_duration`; `False` if the fake stopped meanwhile."""
+        fake = self.server.fake
         pieces = max(1, min(reply.chunks, len(payload))) if reply.body_duration > 0 else 1
         step = max(1, -(-len(payload) // pieces))  # ceiling division
         for start in range(0, max(1, len(payload)), step):
             if reply.body_duration > 0 and not fake._pause(reply.body_duration / pieces):
-                self.close_connection = True
-                return
-            self.wfile.write(payload[start : start + step])
+                return False
+            self._write(payload[start : start + step], chunked)
+        return True
+
+    def _send_endless(self, budget: int) -> None:
+        """Filler chunks until the client hangs up (an `OSError`), the fake stops, or `budget`."""
+        stopping = self.server.fake._stopping
+        while budget > 0 and not stopping.is_set():
+            piece = _FILLER[:budget]
+            self._write(piece, chunked=True)
+            budget -= len(piece)
+
+    def _write(self, piece: bytes, chunked: bool) -> None:
+        """Write a piece of the body, 64 KiB at a time (each a chunk when `chunked`).
+
+        Each write is counted once it has gone out, so `bytes_sent` tells within 64 KiB
+        how much of a large body a client took before it hung up.
+        """
+        view = memoryview(piece)
+        for start in range(0, len(view), _WRITE_SIZE):  # nothing for an empty piece
+            part = view[start : start + _WRITE_SIZE]
+            if chunked:
+                self.wfile.write(b"%x\r\n" % len(part))
+                self.wfile.write(part)
+                self.wfile.write(b"\r\n")
+            else:
+                self.wfile.write(part)
+            self.server.fake._count_sent(len(part))
+
+    def _reset(self) -> None:
+        """Close the connection with `SO_LINGER` 0: the kernel sends a RST, not a FIN.
+
+        The socket is closed here, not shut down (a shutdown would send a FIN first); the
+        request reader is closed first because it keeps the descriptor open otherwise.
+        """
+        with contextlib.suppress(OSError):  # the client may have gone already
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+        self.rfile.close()
+        self.connection.close()
+        self.close_connection = True

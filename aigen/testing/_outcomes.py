@@ -1,13 +1,16 @@
 """What a fake plays for a request: `Situation`, `Reply` or `Drop`, and the functions making them.
 
 A `Situation` is provider-neutral ("success", "rate limited, wait 2 s", "malformed body")
-and each dialect says it its own way; a `Reply` is a raw HTTP answer; a `Drop` closes the
-connection without a byte. Any of them can be late (`delay`), slow (`body_duration`
-spread over `chunks`) or cut (`cut_after` bytes of the body, then the connection closes).
+and each dialect says it its own way; a `Reply` is a raw HTTP answer; a `Drop` closes (or
+resets) the connection without a byte. Any of them can be late (`delay`), slow
+(`body_duration` spread over `chunks`), cut (`cut_after` bytes of the body, then the
+connection closes) or reset (`reset_after` bytes, then a TCP RST). Transport faults built
+on these (`reset()`, `endless_body()`, `gzip_bomb()`, `oversized()`) are in `_faults`.
 """
 
 from __future__ import annotations
 
+import gzip as gzip_format
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,11 +74,22 @@ class Reply:
 
     `body` is sent as JSON unless it is `bytes`, which are sent as they are (an HTML page
     from a proxy, say). `headers` are added to `content-type` and `content-length` (and
-    to what the dialect puts on every answer, such as OpenAI's `x-request-id`). `delay`
-    is waited before the status line; `body_duration` is spread over `chunks` pauses
-    between the headers and the last byte of the body. `cut_after` sends only that many
-    bytes of the body (the full length is still announced) and then closes the
-    connection: an answer lost halfway.
+    to what the dialect puts on every answer, such as OpenAI's `x-request-id`);
+    `content_type`, when given, replaces the `content-type` header whatever set it.
+    `delay` is waited before the status line; `body_duration` is spread over `chunks`
+    pauses between the headers and the last byte of the body. `cut_after` sends only that
+    many bytes of the body (the full length is still announced) and then closes the
+    connection: an answer lost halfway. `reset_after` does the same but resets the
+    connection (a TCP RST, as a crashed proxy or a firewall sends) instead of closing it.
+
+    `chunked=True` announces no `content-length` and sends the body with chunked transfer
+    coding, so its size is only known once it has all arrived. `endless_limit` makes the
+    body endless: after `body`, filler (`A`s, which read as base64) keeps coming in
+    chunks until the client hangs up or the fake stops; `endless_limit` is a safety cap
+    on the body bytes sent, past which the fake closes the connection without ending the
+    body. An endless body is always chunked. `gzip=True` sends the body gzipped, with
+    `content-encoding: gzip` (as Google's and OpenAI's front ends do for clients that
+    accept it); `content-length`, `cut_after` and `reset_after` then count gzipped bytes.
     """
 
     status: int = 200
@@ -85,6 +99,15 @@ class Reply:
     body_duration: float = 0.0
     chunks: int = 4
     cut_after: int | None = None
+    reset_after: int | None = None
+    content_type: str | None = None
+    chunked: bool = False
+    endless_limit: int | None = None
+    gzip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.gzip and self.endless_limit is not None:
+            raise ValueError("an endless body cannot be gzipped: its end never comes")
 
     def encoded_body(self) -> bytes:
         """The body as sent: `bytes` as they are, anything else as JSON."""
@@ -92,12 +115,22 @@ class Reply:
             return self.body
         return json.dumps(self.body).encode()
 
+    def wire_body(self) -> bytes:
+        """The body's bytes on the wire: `encoded_body()`, gzipped when `gzip` is set."""
+        body = self.encoded_body()
+        return gzip_format.compress(body, mtime=0) if self.gzip else body
+
 
 @dataclass(frozen=True)
 class Drop:
-    """Read the request, wait `delay`, then close the connection without answering."""
+    """Read the request, wait `delay`, then close the connection without answering.
+
+    With `reset=True` the connection is reset (a TCP RST) rather than closed (a FIN):
+    the client reads "connection reset by peer" instead of an end of stream.
+    """
 
     delay: float = 0.0
+    reset: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,7 +140,8 @@ class Situation:
     Made by the functions of this module (`success()`, `rate_limited()`, ...), which say
     what each field means for them. `details` are extras only one dialect understands
     (Gemini's `text=`, OpenAI's `revised_prompt=`); scripting them on another fake raises
-    `ValueError`. `headers` and the timing fields are applied as `Reply`'s are.
+    `ValueError`. `headers`, `content_type`, `chunked`, `gzip` and the timing fields (`delay`,
+    `body_duration`, `chunks`, `cut_after`, `reset_after`) are applied as `Reply`'s are.
     """
 
     kind: SituationKind
@@ -127,6 +161,10 @@ class Situation:
     body_duration: float = 0.0
     chunks: int = 4
     cut_after: int | None = None
+    reset_after: int | None = None
+    content_type: str | None = None
+    chunked: bool = False
+    gzip: bool = False
 
 
 Outcome = Reply | Drop | Situation
@@ -148,6 +186,10 @@ def success(
     body_duration: float = 0.0,
     chunks: int = 4,
     cut_after: int | None = None,
+    reset_after: int | None = None,
+    content_type: str | None = None,
+    chunked: bool = False,
+    gzip: bool = False,
     headers: Mapping[str, str] | None = None,
     **details: object,
 ) -> Situation:
@@ -162,6 +204,12 @@ def success(
     takes `text=` (`None` for no text part), `image_signature=`, `text_signature=` (bytes
     or `None`) and `image_first=`; OpenAI takes `revised_prompt=` and the top-level
     fields `created`, `background`, `output_format`, `quality`, `size` and `usage`.
+
+    The transport keywords are `Reply`'s: `content_type` replaces the `content-type`
+    header (the body stays the provider's JSON: `"text/plain"` for a proxy that labels
+    everything as text), `chunked=True` sends the body without `content-length`,
+    `gzip=True` sends it gzipped, and `cut_after` / `reset_after` lose the answer after
+    that many bytes of the body.
     """
     return Situation(
         "success",
@@ -174,6 +222,10 @@ def success(
         body_duration=body_duration,
         chunks=chunks,
         cut_after=cut_after,
+        reset_after=reset_after,
+        content_type=content_type,
+        chunked=chunked,
+        gzip=gzip,
     )
 
 

@@ -175,6 +175,10 @@ class ScriptedAPI:
                 body_duration=outcome.body_duration,
                 chunks=outcome.chunks,
                 cut_after=outcome.cut_after,
+                reset_after=outcome.reset_after,
+                content_type=outcome.content_type or said.content_type,
+                chunked=outcome.chunked or said.chunked,
+                gzip=outcome.gzip or said.gzip,
             )
         return self.dialect.finish(outcome, request)
 

@@ -38,6 +38,7 @@ class FakeServer(ScriptedAPI):
     - `start()` / `stop()`, or `with`: serve in a background thread, then stop cleanly.
     - `open_connections` / `wait_until(...)`: how many client connections are open now.
     - `peak_in_flight`: the most requests it was answering at once (for concurrency).
+    - `bytes_sent`: body bytes written to clients so far (to see an endless body stop).
 
     Use `FakeGemini`, `FakeOpenAI` or `fake_server(provider)` to make one. It listens
     on a free port unless given `port`; `mime_type` and `wall_clock` are `ScriptedAPI`'s.
@@ -60,6 +61,7 @@ class FakeServer(ScriptedAPI):
         self._stopping = threading.Event()
         self._in_flight = 0
         self._peak_in_flight = 0
+        self._bytes_sent = 0
         self._failures: list[BaseException] = []  # the fake's own bugs, raised by stop()
         self._server: ThreadedServer | None = None
         self._thread: threading.Thread | None = None
@@ -142,6 +144,12 @@ class FakeServer(ScriptedAPI):
             return self._peak_in_flight
 
     @property
+    def bytes_sent(self) -> int:
+        """Body bytes written to clients so far, all answers together (headers not counted)."""
+        with self._lock:
+            return self._bytes_sent
+
+    @property
     def open_connections(self) -> int:
         """Client connections accepted and not yet closed."""
         return self._server.open_connection_count() if self._server is not None else 0
@@ -167,6 +175,10 @@ class FakeServer(ScriptedAPI):
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def _count_sent(self, size: int) -> None:
+        with self._lock:
+            self._bytes_sent += size
 
     def _pause(self, seconds: float) -> bool:
         """Wait at least `seconds`; `False` if the server is stopping (stop at once)."""

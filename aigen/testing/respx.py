@@ -19,7 +19,9 @@ is recorded the same way. `base_url` is the provider's public endpoint unless yo
 another, so code that builds its own `Client()` is caught too. Without a socket nothing
 times out: `delay` and `body_duration` are slept while the body is read (the thread
 sleeps in sync code, `asyncio.sleep` in async code), a `Drop` raises
-`httpx.RemoteProtocolError` at once, and `cut_after` raises it after that many bytes.
+`httpx.RemoteProtocolError` at once, and `cut_after` raises it after that many bytes; a
+reset (`reset()`, `reset_after`) raises `httpx.ReadError` instead, as a real RST does. An
+endless body yields filler until the client stops reading or its `endless_limit`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import httpx
 from ._dialect import Dialect
 from ._gemini import GeminiDialect
 from ._openai import OpenAIDialect
-from ._outcomes import Outcome, Reply
+from ._outcomes import Drop, Outcome, Reply
 from ._recording import read_request
 from ._script import ScriptedAPI
 
@@ -43,6 +45,11 @@ if TYPE_CHECKING:
     import respx
 
 __all__ = ["MockProvider", "mock_provider"]
+
+# A socket hands a client at most this much at a time; the mock's body comes in the same
+# pieces, so a gzip bomb inflates here as it would over a socket. An endless body repeats it.
+_READ_SIZE = 65536
+_FILLER = b"A" * _READ_SIZE
 
 
 class MockProvider(ScriptedAPI):
@@ -74,13 +81,20 @@ class MockProvider(ScriptedAPI):
         seen = read_request(request.method, target, dict(request.headers), request.read())
         outcome, reply = self.respond(seen)
         if reply is None:
+            if isinstance(outcome, Drop) and outcome.reset:
+                raise httpx.ReadError("[Errno 104] Connection reset by peer", request=request)
             raise httpx.RemoteProtocolError(
                 "Server disconnected without sending a response.", request=request
             )
-        payload = reply.encoded_body()
+        payload = reply.wire_body()
         headers = {"content-type": "application/json; charset=UTF-8"}
+        if reply.gzip:
+            headers["content-encoding"] = "gzip"
+        if not (reply.chunked or reply.endless_limit is not None):
+            headers["content-length"] = str(len(payload))
         headers.update({name.lower(): value for name, value in reply.headers.items()})
-        headers["content-length"] = str(len(payload))
+        if reply.content_type is not None:
+            headers["content-type"] = reply.content_type
         stream = _Body(payload, reply, wait=outcome.delay)
         return httpx.Response(reply.status, headers=headers, stream=stream, request=request)
 
@@ -144,17 +158,30 @@ class _Body(httpx.SyncByteStream, httpx.AsyncByteStream):
     def _pieces(self) -> Iterator[tuple[float, bytes]]:
         """(seconds to wait first, bytes) for each piece; the last may be cut short."""
         reply, payload = self._reply, self._payload
-        if reply.cut_after is not None:
-            payload = payload[: reply.cut_after]
+        lost_at = [n for n in (reply.cut_after, reply.reset_after) if n is not None]
+        if lost_at:
+            payload = payload[: min(lost_at)]
         count = max(1, min(reply.chunks, len(payload))) if reply.body_duration > 0 else 1
         step = max(1, -(-len(payload) // count))
         pause = reply.body_duration / count if reply.body_duration > 0 else 0.0
         yield self._wait, b""
         for start in range(0, max(1, len(payload)), step):
-            yield pause, payload[start : start + step]
+            piece = payload[start : start + step]
+            yield pause, piece[:_READ_SIZE]
+            for rest in range(_READ_SIZE, len(piece), _READ_SIZE):
+                yield 0.0, piece[rest : rest + _READ_SIZE]
+        if reply.endless_limit is not None and not lost_at:
+            budget = reply.endless_limit - len(payload)
+            while budget > 0:
+                piece = _FILLER[:budget]
+                budget -= len(piece)
+                yield 0.0, piece
 
     def _cut(self) -> None:
-        if self._reply.cut_after is not None:
+        reply = self._reply
+        if reply.reset_after is not None:
+            raise httpx.ReadError("[Errno 104] Connection reset by peer")
+        if reply.cut_after is not None or reply.endless_limit is not None:
             raise httpx.RemoteProtocolError(
                 "peer closed connection without sending complete message body"
             )
