@@ -47,6 +47,8 @@ class CircuitBreaker(BaseModel):
 
 def counts_against_provider(error: BaseException) -> bool:
     """Whether a call that ended with `error` says the provider is failing."""
+    if getattr(error, "held_back", False):
+        return False  # refused by aigen before sending: the provider said nothing
     return isinstance(error, (ServerError, APIConnectionError, APITimeoutError))
 
 

@@ -26,7 +26,7 @@ from ._config import resolve_settings
 from ._constants import DEFAULT_BATCH_CONCURRENCY, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
 from ._conversation import AsyncConversation, Conversation, ConversationState
 from ._core import Engine, GenerationCall, as_request
-from ._errors import APITimeoutError, ConfigurationError, GenerationError
+from ._errors import APITimeoutError, ConfigurationError, GenerationError, held_back
 from ._http import HttpRequest, HttpResponse
 from ._models import GenerationFields, GenerationRequest, GenerationResponse, Turn
 from ._ratelimit import RateLimit
@@ -196,7 +196,9 @@ def finished(
 
 def no_free_slot() -> APITimeoutError:
     """The error for a call that found no free `max_concurrency` slot before its deadline."""
-    return APITimeoutError("no free max_concurrency slot before the deadline; nothing was sent")
+    return held_back(
+        APITimeoutError("no free max_concurrency slot before the deadline; nothing was sent")
+    )
 
 
 def _response(response: httpx.Response, body: bytes) -> HttpResponse:

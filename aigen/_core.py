@@ -26,6 +26,7 @@ from ._errors import (
     CircuitOpenError,
     GenerationError,
     RateLimitError,
+    held_back,
 )
 from ._http import HttpRequest, HttpResponse
 from ._images import image_size, sniff_mime_type
@@ -74,6 +75,7 @@ class Engine:
                 settings.rate_limit,
                 key=f"{settings.provider.name} {settings.base_url}",
                 clock=lambda: self._wall_clock(),
+                max_hold=settings.retry.max_retry_after,
             )
             if settings.rate_limit is not None
             else None
@@ -192,13 +194,15 @@ class GenerationCall:
         limiter = self._engine.limiter
         if limiter is None:
             return 0.0
-        delay = limiter.reserve()
         left = self.time_left()
+        delay = limiter.reserve(max_wait=left)
         if left is not None and delay > left:
             raise self.stamp(
-                APITimeoutError(
-                    f"the client's rate limit would hold this call {delay:.1f} s, past its "
-                    f"deadline ({left:.1f} s left)"
+                held_back(
+                    APITimeoutError(
+                        f"the client's rate limit would hold this call {delay:.1f} s, past "
+                        f"its deadline ({left:.1f} s left); nothing was sent"
+                    )
                 )
             )
         return delay

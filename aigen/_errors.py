@@ -24,7 +24,7 @@ line and an exception can be matched, and `attempts`, the HTTP attempts it took.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 if TYPE_CHECKING:
     from ._models import RateLimitInfo
@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 Stage = Literal["prompt", "output"]
+E = TypeVar("E", bound="GenerationError")
 
 
 class AigenError(Exception):
@@ -67,6 +68,8 @@ class GenerationError(AigenError):
 
     generation_id: str | None
     attempts: int
+    held_back: bool
+    """True when aigen refused the call itself (a client-side limit): nothing was sent."""
 
     def __init__(self, message: str, *, details: object = None) -> None:
         super().__init__(message)
@@ -74,6 +77,7 @@ class GenerationError(AigenError):
         self.details = details
         self.generation_id = None
         self.attempts = 0
+        self.held_back = False
 
 
 class APIError(GenerationError):
@@ -196,6 +200,13 @@ class APIConnectionError(GenerationError):
 
 class APITimeoutError(GenerationError):
     """An attempt took longer than the client's `timeout`; retried by default."""
+
+
+def held_back(error: E) -> E:
+    """Mark `error` as raised by aigen itself before sending: never retried, and no sign
+    that the provider is failing."""
+    error.held_back = True
+    return error
 
 
 class CircuitOpenError(GenerationError):

@@ -11,6 +11,7 @@ store shared between processes can replace the in-memory one.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,22 +50,31 @@ class RateLimit(BaseModel):
 
 @dataclass
 class BucketState:
-    """What the store keeps per key: the next free slot and the current rate."""
+    """What the store keeps per key: the next free slot, the rate, and any hold."""
 
     arrival: float
     requests_per_minute: float
+    held_until: float = 0.0
 
 
 @runtime_checkable
 class RateLimitStore(Protocol):
     """Where limiter state lives. Each method must be atomic for its key."""
 
-    def reserve(self, key: str, now: float, burst: int, default_rate: float) -> float:
-        """Take the next slot; return the seconds to wait before using it (0: now)."""
+    def reserve(
+        self,
+        key: str,
+        now: float,
+        burst: int,
+        default_rate: float,
+        max_wait: float | None = None,
+    ) -> float:
+        """Return the seconds to wait for the next slot (0: now) and take that slot,
+        unless the wait is longer than `max_wait`: then leave it for others."""
         ...
 
-    def hold_until(self, key: str, until: float, burst: int, default_rate: float) -> None:
-        """Give out no slot that starts before `until`."""
+    def hold_until(self, key: str, until: float, default_rate: float) -> None:
+        """Give out no slot that starts before `until`, whatever the rate becomes."""
         ...
 
     def update_rate(self, key: str, change: Callable[[float], float], default_rate: float) -> float:
@@ -85,20 +95,29 @@ class MemoryRateLimitStore:
             bucket = self._buckets[key] = BucketState(now, default_rate)
         return bucket
 
-    def reserve(self, key: str, now: float, burst: int, default_rate: float) -> float:
+    def reserve(
+        self,
+        key: str,
+        now: float,
+        burst: int,
+        default_rate: float,
+        max_wait: float | None = None,
+    ) -> float:
         with self._lock:
             bucket = self._bucket(key, now, default_rate)
             interval = 60.0 / bucket.requests_per_minute
             tolerance = interval * (burst - 1)
-            arrival = max(bucket.arrival, now)
-            bucket.arrival = arrival + interval
-            return max(0.0, arrival - tolerance - now)
+            start = max(now, bucket.held_until)
+            arrival = max(bucket.arrival, start)
+            wait = max(0.0, arrival - tolerance - now, start - now)
+            if max_wait is None or wait <= max_wait:
+                bucket.arrival = arrival + interval
+            return wait
 
-    def hold_until(self, key: str, until: float, burst: int, default_rate: float) -> None:
+    def hold_until(self, key: str, until: float, default_rate: float) -> None:
         with self._lock:
             bucket = self._bucket(key, until, default_rate)
-            tolerance = 60.0 / bucket.requests_per_minute * (burst - 1)
-            bucket.arrival = max(bucket.arrival, until + tolerance)
+            bucket.held_until = max(bucket.held_until, until)
 
     def update_rate(self, key: str, change: Callable[[float], float], default_rate: float) -> float:
         with self._lock:
@@ -110,16 +129,32 @@ class MemoryRateLimitStore:
 class RateLimiter:
     """One client's limiter: reserves slots and adapts the rate; `clock` is wall time."""
 
-    def __init__(self, settings: RateLimit, *, key: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        settings: RateLimit,
+        *,
+        key: str,
+        clock: Callable[[], float],
+        max_hold: float = math.inf,
+    ) -> None:
         self.settings = settings
         self.key = key
         self.store: RateLimitStore = settings.store or MemoryRateLimitStore()
         self._clock = clock
         self._ceiling = settings.requests_per_minute
+        # A server wait longer than this makes its call give up (RetryPolicy's
+        # max_retry_after); holding every later call for it would stall the client.
+        self._max_hold = max_hold
 
-    def reserve(self) -> float:
-        """Seconds to wait before the next attempt may be sent."""
-        return self.store.reserve(self.key, self._clock(), self.settings.burst, self._ceiling)
+    def reserve(self, max_wait: float | None = None) -> float:
+        """Seconds to wait before the next attempt may be sent.
+
+        When that is more than `max_wait`, the slot is not taken: a call that gives up
+        costs the others nothing.
+        """
+        return self.store.reserve(
+            self.key, self._clock(), self.settings.burst, self._ceiling, max_wait
+        )
 
     def succeeded(self, info: RateLimitInfo | None) -> None:
         """An attempt got an answer: raise the rate a step and heed the headers."""
@@ -136,9 +171,11 @@ class RateLimiter:
         if retry_after is not None:
             self._hold(retry_after)
         if self.settings.adaptive:
-            floor = self.settings.requests_per_minute * FLOOR_FRACTION
+            floor = min(self._ceiling, self.settings.requests_per_minute * FLOOR_FRACTION)
             self.store.update_rate(
-                self.key, lambda rate: max(floor, rate * DECREASE_FACTOR), self._ceiling
+                self.key,
+                lambda rate: min(self._ceiling, max(floor, rate * DECREASE_FACTOR)),
+                self._ceiling,
             )
 
     def rate(self) -> float:
@@ -156,4 +193,5 @@ class RateLimiter:
             self._hold(info.reset_requests)
 
     def _hold(self, seconds: float) -> None:
-        self.store.hold_until(self.key, self._clock() + seconds, self.settings.burst, self._ceiling)
+        if seconds <= self._max_hold:
+            self.store.hold_until(self.key, self._clock() + seconds, self._ceiling)

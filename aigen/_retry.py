@@ -106,6 +106,8 @@ def _parse_retry_after(value: str | None, now: float) -> float | None:
 
 def is_retryable(error: BaseException) -> bool:
     """Whether the policy may retry after `error` (the server's hint aside)."""
+    if getattr(error, "held_back", False):
+        return False  # aigen's own limit said no: trying again says no again
     if isinstance(error, (APIConnectionError, APITimeoutError)):
         return True
     if not isinstance(error, APIError) or isinstance(error, QuotaExceededError):
