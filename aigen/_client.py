@@ -20,7 +20,7 @@ import httpx
 from tenacity import AsyncRetrying, Retrying
 from typing_extensions import Self, Unpack
 
-from ._body import ACCEPTED_ENCODINGS
+from ._body import ACCEPTED_ENCODINGS, BodyReader
 from ._circuit import CircuitBreaker
 from ._config import resolve_settings
 from ._constants import DEFAULT_BATCH_CONCURRENCY, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
@@ -203,6 +203,18 @@ def no_free_slot() -> APITimeoutError:
     )
 
 
+def _already_read(call: GenerationCall, response: httpx.Response) -> BodyReader | None:
+    """A reader holding the body when a transport handed it over already read (httpx's
+    `MockTransport` does), else `None`: then the body is still to be streamed."""
+    if not response.is_stream_consumed:
+        return None
+    # httpx has already inflated it: it must not be inflated twice.
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-encoding"}
+    reader = call.body_reader(headers)
+    reader.feed(response.content)
+    return reader
+
+
 def _response(response: httpx.Response, body: bytes) -> HttpResponse:
     return HttpResponse.from_parts(response.status_code, response.headers, body)
 
@@ -324,9 +336,11 @@ class Client(_BaseClient[Conversation]):
         with _typed_transport_errors(call):
             response = self._http.send(request, stream=True)
             try:
-                reader = call.body_reader(response.headers)
-                for chunk in response.iter_raw():
-                    reader.feed(chunk)
+                reader = _already_read(call, response)
+                if reader is None:
+                    reader = call.body_reader(response.headers)
+                    for chunk in response.iter_raw():
+                        reader.feed(chunk)
             finally:
                 response.close()
         return call.handle_response(_response(response, reader.body()))
@@ -463,9 +477,11 @@ class AsyncClient(_BaseClient[AsyncConversation]):
         with _typed_transport_errors(call):
             response = await self._http.send(request, stream=True)
             try:
-                reader = call.body_reader(response.headers)
-                async for chunk in response.aiter_raw():
-                    reader.feed(chunk)
+                reader = _already_read(call, response)
+                if reader is None:
+                    reader = call.body_reader(response.headers)
+                    async for chunk in response.aiter_raw():
+                        reader.feed(chunk)
             finally:
                 await response.aclose()
         return call.handle_response(_response(response, reader.body()))

@@ -9,6 +9,7 @@ Nothing here sends, sleeps or imports httpx or asyncio; the clock is injected.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 import uuid
@@ -38,6 +39,7 @@ from .providers import ErrorContext, ProviderAnswer, RequestContext
 __all__ = ["Engine", "GenerationCall"]
 
 E = TypeVar("E", bound=GenerationError)
+T = TypeVar("T")
 
 logger = logging.getLogger("aigen")
 
@@ -216,6 +218,8 @@ class GenerationCall:
     def body_reader(self, headers: Mapping[str, str]) -> BodyReader:
         """A reader for this attempt's body; refuses one too large or too late."""
         declared = headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and len(declared) > 18:
+            raise self.stamp(too_large(10**18, self._engine.settings.max_response_bytes))
         expected = int(declared) if declared.isascii() and declared.isdigit() else None
         limit = self._engine.settings.max_response_bytes
         encoding = headers.get("content-encoding", "identity")
@@ -279,10 +283,13 @@ class GenerationCall:
         return self.stamp(GenerationError(f"could not decode the answer body: {cause}"))
 
     def stamp(self, error: E) -> E:
-        """Mark an error with this call's generation id and attempt count."""
+        """Mark an error with this call's generation id and attempt count, and scrub the
+        key from everything it carries (a gateway may echo it in any encoding or header)."""
+        key = self._engine.settings.api_key
         error.generation_id = self.generation_id
         error.attempts = self.attempts
-        error.message = _redact_text(error.message, self._engine.settings.api_key)
+        for name, value in vars(error).items():  # message, body, details, reason, ...
+            setattr(error, name, _redact_value(value, key))
         error.args = (error.message,)
         return error
 
@@ -297,7 +304,11 @@ class GenerationCall:
         error = settings.provider.parse_error(response, ErrorContext(model=self.model))
         if isinstance(error, APIError):
             header_hint = parse_retry_after_headers(response.headers, self._engine._wall_clock())
-            hints = [hint for hint in (error.retry_after, header_hint) if hint is not None]
+            hints = [
+                hint
+                for hint in (error.retry_after, header_hint)
+                if hint is not None and math.isfinite(hint) and hint >= 0
+            ]
             error.retry_after = max(hints) if hints else None
             if error.request_id is None:
                 error.request_id = response.headers.get("x-request-id")
@@ -331,7 +342,7 @@ class GenerationCall:
             text=answer.text,
             model=answer.model or self.model,
             provider=provider,
-            request_id=answer.request_id,
+            request_id=_redact_value(answer.request_id, self._engine.settings.api_key),
             usage=answer.usage,
             rate_limit=answer.rate_limit,
             finish_reason=answer.finish_reason,
@@ -350,6 +361,19 @@ class GenerationCall:
             extra={"generation_id": self.generation_id},
         )
         return response
+
+
+def _redact_value(value: T, secret: str) -> T:
+    """`value` with `secret` replaced in every string it holds, however deeply."""
+    if len(secret) < _MIN_SECRET_LENGTH:
+        return value
+    if isinstance(value, str):
+        return _redact_text(value, secret)  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {k: _redact_value(v, secret) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, list):
+        return [_redact_value(item, secret) for item in value]  # type: ignore[return-value]
+    return value
 
 
 def _redact_text(text: str, secret: str) -> str:

@@ -85,7 +85,8 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
         if data[23:26] != b"\x9d\x01\x2a":
             return None
         width, height = struct.unpack("<HH", data[26:30])
-        return width & 0x3FFF, height & 0x3FFF
+        width, height = width & 0x3FFF, height & 0x3FFF
+        return (width, height) if width and height else None
     if chunk == b"VP8L" and len(data) >= 25:
         # Lossless: signature byte 0x2f, then 14-bit width-1 and height-1, bit-packed.
         if data[20] != 0x2F:

@@ -97,11 +97,14 @@ def _parse_retry_after(value: str | None, now: float) -> float | None:
         return seconds
     try:
         when = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # RFC 9110 dates are GMT, asctime's and "-0000" included
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, when.timestamp() - now)
+    try:
+        return max(0.0, when.timestamp() - now)
+    except (OverflowError, OSError):  # a date beyond what the platform's clock can hold
+        return None
 
 
 def is_retryable(error: BaseException) -> bool:

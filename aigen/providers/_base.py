@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, runtime_checkable
@@ -159,7 +160,7 @@ def parse_json_body(response: HttpResponse, provider: str) -> object:
     """The body as JSON, or a `GenerationError` saying why it is not."""
     try:
         return json.loads(response.content)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: [[[[...
         raise GenerationError(
             f"{provider} answered HTTP {response.status_code} with a body that is not JSON: "
             f"{preview(response.content)}",
@@ -171,7 +172,7 @@ def parse_error_body(response: HttpResponse) -> object:
     """An error body as JSON when it is JSON, else as text (a proxy's HTML page, say)."""
     try:
         return json.loads(response.content)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: [[[[...
         return response.content.decode("utf-8", "replace")
 
 
@@ -201,6 +202,13 @@ def preview(content: bytes | str, limit: int = 200) -> str:
 def as_mapping(value: object) -> Mapping[str, object]:
     """`value` if it is a JSON object, else an empty one: bodies are untrusted."""
     return value if isinstance(value, Mapping) else {}
+
+
+def finite_seconds(seconds: float | None) -> float | None:
+    """A wait read from a body, or `None` when it is absent, negative or not finite."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
 
 
 def str_or_none(value: object) -> str | None:

@@ -35,6 +35,7 @@ from ._base import (
     as_list,
     as_mapping,
     decode_base64_image,
+    finite_seconds,
     int_or_none,
     options_for,
     parse_error_body,
@@ -407,11 +408,16 @@ def _read_parts(raw_parts: object) -> _Answer:
             found.parts.append(TurnPart(text=str(part["text"]), thought_signature=_signature(part)))
     if images:
         found.image = images[-1][1]  # the last image is the final one
+        unreadable: list[int] = []
         for index, part in images[:-1]:  # earlier images keep their own bytes
+            data = _inline_bytes(part)
+            if sniff_mime_type(data) is None:
+                unreadable.append(index)  # nothing a replay could send back as an image
+                continue
             found.parts[index] = TurnPart(
-                image_data=_inline_bytes(part),
-                thought_signature=found.parts[index].thought_signature,
+                image_data=data, thought_signature=found.parts[index].thought_signature
             )
+        found.parts = [p for i, p in enumerate(found.parts) if i not in unreadable]
     return found
 
 
@@ -429,7 +435,7 @@ def _signature(part: Mapping[str, object]) -> bytes | None:
     except GenerationError:
         # Not base64 after all: keep the token's text as bytes rather than fail the call
         # (it is then sent back base64-encoded, which is the wire's own form for bytes).
-        return raw.encode()
+        return raw.encode("utf-8", "surrogatepass")
 
 
 def _usage(raw: object) -> Usage:
@@ -488,7 +494,8 @@ def _retry_delay(details: Sequence[Mapping[str, object]], message: str | None) -
         match = _RETRY_IN_MESSAGE.search(message)
         if match:
             hints.append(float(match.group(1)))
-    return max(hints) if hints else None
+    valid = [hint for hint in hints if finite_seconds(hint) is not None]
+    return max(valid) if valid else None
 
 
 def _mentions_safety(message: str) -> bool:

@@ -34,6 +34,7 @@ from ._base import (
     as_list,
     as_mapping,
     decode_base64_image,
+    finite_seconds,
     int_or_none,
     options_for,
     parse_error_body,
@@ -354,7 +355,7 @@ def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitInfo | None
 
     def integer(name: str) -> int | None:
         value = headers.get(f"x-ratelimit-{name}", "").strip()
-        return int(value) if value.isascii() and value.isdigit() else None
+        return int(value) if is_small_count(value) else None
 
     def duration(name: str) -> float | None:
         return parse_go_duration(headers.get(f"x-ratelimit-{name}", ""))
@@ -367,6 +368,11 @@ def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitInfo | None
         remaining_tokens=integer("remaining-tokens"),
         reset_tokens=duration("reset-tokens"),
     )
+
+
+def is_small_count(value: str) -> bool:
+    """ASCII digits, few enough to be a real count (int() refuses 4,300 digits and more)."""
+    return value.isascii() and value.isdigit() and len(value) <= 18
 
 
 def parse_go_duration(text: str) -> float | None:
@@ -388,8 +394,8 @@ def _hint_in_message(message: str | None) -> float | None:
         return None
     text = found.group(1).lower()
     if "second" in text:
-        return float(text.split()[0].removesuffix("seconds").removesuffix("second"))
-    return parse_go_duration(text)
+        return finite_seconds(float(text.split()[0]))
+    return finite_seconds(parse_go_duration(text))
 
 
 def _usage(raw: object) -> Usage:
