@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
-import threading
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import TextIO
 
 from .._errors import GenerationError
@@ -15,7 +12,7 @@ from .._models import GenerationRequest, GenerationResponse
 from ._commands import client_from, write_file
 from ._exit import BatchIncomplete, describe
 from ._report import Reporter
-from ._status import is_terminal, terminal_columns
+from ._status import LiveLine
 
 __all__ = ["ProgressBar", "batch", "read_prompts"]
 
@@ -67,64 +64,31 @@ def batch(args: argparse.Namespace, reporter: Reporter) -> None:
         raise BatchIncomplete(failed, len(prompts))
 
 
-class ProgressBar:
-    """`[#####-----] 12/40  2 failed  0:34` on a terminal, redrawn as calls finish."""
+class ProgressBar(LiveLine):
+    """`[#####---------------] 12/40  0:34` on a terminal, redrawn as calls finish."""
+
+    refresh_seconds = 0.5
+    keep_on_exit = True
+    thread_name = "aigen-progress"
 
     def __init__(self, stream: TextIO, total: int, *, enabled: bool = True) -> None:
-        self._stream = stream
+        super().__init__(stream, enabled=enabled)
         self._total = total
         self._done = 0
-        self._lock = threading.Lock()
-        self._started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._enabled = enabled and is_terminal(stream)
 
     def update(self, done: int, total: int) -> None:
         """`on_progress` for `generate_many`."""
-        with self._lock:
-            self._done, self._total = done, total
-        self._draw()
+        self._done, self._total = done, total
+        self.draw()
 
     def text(self, now: float) -> str:
         """The bar as it reads at monotonic time `now`."""
-        with self._lock:
-            done, total = self._done, self._total
+        done, total = self._done, self._total
         width = 20
         filled = width * done // total if total else width
         minutes, seconds = divmod(int(now - self._started), 60)
         bar = "#" * filled + "-" * (width - filled)
         return f"[{bar}] {done}/{total}  {minutes}:{seconds:02d}"
-
-    def __enter__(self) -> ProgressBar:
-        if self._enabled:
-            self._thread = threading.Thread(target=self._tick, name="aigen-progress", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._draw()
-            self._stream.write("\n")
-            self._stream.flush()
-
-    def _tick(self) -> None:
-        while not self._stop.wait(0.5):
-            self._draw()
-
-    def _draw(self) -> None:
-        if not self._enabled:
-            return
-        columns = terminal_columns(self._stream) - 1
-        self._stream.write("\r" + self.text(time.monotonic())[:columns])
-        self._stream.flush()
 
 
 def _failure(error: GenerationError) -> dict[str, object]:

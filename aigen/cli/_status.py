@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TextIO
 
-__all__ = ["RetryEvent", "RetryWatcher", "StatusLine", "is_terminal", "terminal_columns"]
+from typing_extensions import Self
+
+__all__ = [
+    "LiveLine",
+    "RetryEvent",
+    "RetryWatcher",
+    "StatusLine",
+    "is_terminal",
+    "terminal_columns",
+]
 
 _SPINNER = "|/-\\"
 _REFRESH_SECONDS = 0.1
@@ -77,25 +86,43 @@ class RetryWatcher(logging.Handler):
         self._logger.setLevel(self._previous_level)
 
 
-class StatusLine:
-    """One line, redrawn on a terminal while a call runs; silent anywhere else.
+class LiveLine:
+    """A line a background thread redraws on a terminal; silent anywhere else.
 
-    Shows the elapsed time, the attempt, and while aigen waits to retry, how long and why.
+    Subclasses say what the line reads (`text`); `draw()` may also be called at once.
     """
 
-    def __init__(self, stream: TextIO, watcher: RetryWatcher, label: str) -> None:
+    refresh_seconds = _REFRESH_SECONDS
+    keep_on_exit = False  # leave the last state on screen, or wipe the line
+    thread_name = "aigen-live-line"
+
+    def __init__(self, stream: TextIO, *, enabled: bool = True) -> None:
         self._stream = stream
-        self._watcher = watcher
-        self._label = label
+        self._enabled = enabled and is_terminal(stream)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._draw_lock = threading.Lock()
         self._started = time.monotonic()
         self._width = 0
 
-    def __enter__(self) -> StatusLine:
+    def text(self, now: float) -> str:
+        """The line as it reads at monotonic time `now`."""
+        raise NotImplementedError
+
+    def draw(self) -> None:
+        """Redraw the line now (on a terminal)."""
+        if not self._enabled:
+            return
+        with self._draw_lock:
+            line = self.text(time.monotonic())[: terminal_columns(self._stream) - 1]
+            self._stream.write("\r" + line.ljust(self._width))
+            self._stream.flush()
+            self._width = max(self._width, len(line))
+
+    def __enter__(self) -> Self:
         self._started = time.monotonic()
-        if is_terminal(self._stream):
-            self._thread = threading.Thread(target=self._run, name="aigen-status", daemon=True)
+        if self._enabled:
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
             self._thread.start()
         return self
 
@@ -106,10 +133,30 @@ class StatusLine:
         traceback: TracebackType | None,
     ) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._thread is None:
+            return
+        self._thread.join()
+        if self.keep_on_exit:
+            self.draw()
+            self._stream.write("\n")
+        else:
             self._stream.write("\r" + " " * self._width + "\r")
-            self._stream.flush()
+        self._stream.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            self.draw()
+
+
+class StatusLine(LiveLine):
+    """The elapsed time, the attempt, and while aigen waits to retry, how long and why."""
+
+    thread_name = "aigen-status"
+
+    def __init__(self, stream: TextIO, watcher: RetryWatcher, label: str) -> None:
+        super().__init__(stream)
+        self._watcher = watcher
+        self._label = label
 
     def text(self, now: float) -> str:
         """The line as it reads at monotonic time `now`."""
@@ -120,21 +167,12 @@ class StatusLine:
         if events:
             last = events[-1]
             left = last.wait_seconds - (now - last.at)
-            attempt = last.failed_attempt + 1
             if left > 0:
                 line += f" · attempt {last.failed_attempt} failed, retrying in {left:.1f} s"
                 line += f": {last.cause}"
             else:
-                line += f" · attempt {attempt}"
+                line += f" · attempt {last.failed_attempt + 1}"
         return line
-
-    def _run(self) -> None:
-        while not self._stop.wait(_REFRESH_SECONDS):
-            columns = terminal_columns(self._stream) - 1
-            line = self.text(time.monotonic())[:columns]
-            self._stream.write("\r" + line.ljust(self._width))
-            self._stream.flush()
-            self._width = max(self._width, len(line))
 
 
 def terminal_columns(stream: TextIO) -> int:

@@ -199,11 +199,12 @@ class _Handler(BaseHTTPRequestHandler):
             part = view[start : start + _WRITE_SIZE]
             if chunked:
                 self.wfile.write(b"%x\r\n" % len(part))
-                self.wfile.write(part)
-                self.wfile.write(b"\r\n")
-            else:
-                self.wfile.write(part)
+            self.wfile.write(part)
+            # Counted before the chunk's trailer: a client that hangs up after reading the
+            # data makes the trailer's write fail, and the data did go out.
             self.server.fake._count_sent(len(part))
+            if chunked:
+                self.wfile.write(b"\r\n")
 
     def _reset(self) -> None:
         """Close the connection with `SO_LINGER` 0: the kernel sends a RST, not a FIN.
