@@ -370,7 +370,9 @@ def _redact_value(value: T, secret: str) -> T:
     if isinstance(value, str):
         return _redact_text(value, secret)  # type: ignore[return-value]
     if isinstance(value, dict):
-        return {k: _redact_value(v, secret) for k, v in value.items()}  # type: ignore[return-value]
+        return {  # type: ignore[return-value]
+            _redact_value(k, secret): _redact_value(v, secret) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_redact_value(item, secret) for item in value]  # type: ignore[return-value]
     return value
