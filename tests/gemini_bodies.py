@@ -1,9 +1,15 @@
-"""Gemini answers as the real API shapes them (see WIRE.md A.3, A.4, B.2), for tests."""
+"""Gemini answers as the real API shapes them (see WIRE.md A.3, A.4, B.2), for tests.
+
+Error bodies come from the fake server's own builders (aigen.testing), with defaults for tests.
+"""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
+
+from aigen.testing import _gemini_bodies as shipped
+from aigen.testing._gemini_bodies import PER_MINUTE, rpc_error
 
 from .images import png
 
@@ -106,36 +112,20 @@ def text_only(
 
 
 def error(code: int, status: str, message: str, *details: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": code, "message": message, "status": status}
-    if details:
-        body["details"] = list(details)
-    return {"error": body}
+    return rpc_error(code, status, message, *details)
 
 
 def retry_info(delay: str) -> dict[str, Any]:
     return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
 
 
-def quota_failure(
-    quota_id: str = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", value: str = "10"
-) -> dict[str, Any]:
-    return {
-        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-        "violations": [
-            {
-                "quotaMetric": (
-                    "generativelanguage.googleapis.com/generate_content_free_tier_requests"
-                ),
-                "quotaId": quota_id,
-                "quotaValue": value,
-            }
-        ],
-    }
+def quota_failure(quota_id: str = PER_MINUTE, value: str = "10") -> dict[str, Any]:
+    return shipped.quota_failure(quota_id, value)
 
 
 def rate_limited(
     delay: str | None = "17s",
-    quota_id: str = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+    quota_id: str = PER_MINUTE,
     value: str = "10",
 ) -> dict[str, Any]:
     details = [quota_failure(quota_id, value)]
@@ -148,14 +138,4 @@ def overloaded() -> dict[str, Any]:
     return error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
 
 
-def key_invalid() -> dict[str, Any]:
-    return error(
-        400,
-        "INVALID_ARGUMENT",
-        "API key not valid. Please pass a valid API key.",
-        {
-            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-            "reason": "API_KEY_INVALID",
-            "domain": "googleapis.com",
-        },
-    )
+key_invalid = shipped.key_invalid

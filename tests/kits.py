@@ -19,6 +19,7 @@ import pytest
 import respx
 
 from aigen import AsyncClient
+from aigen.testing import MalformedKind
 
 from . import gemini_bodies as gb
 from .images import png
@@ -260,6 +261,27 @@ class OpenAIKit:
 
     def bad_request(self) -> httpx.Response:
         return self._error(400, "Invalid value: 'ultra'.", "invalid_value", "invalid_request_error")
+
+
+# The malformed answers each fake can give (each provider has its own way to say "empty").
+MALFORMED_KINDS: dict[str, tuple[MalformedKind, ...]] = {
+    "gemini": (
+        "not_json",
+        "truncated_json",
+        "html_200",
+        "bad_base64",
+        "not_an_image",
+        "no_candidates",
+    ),
+    "openai": (
+        "not_json",
+        "truncated_json",
+        "html_200",
+        "bad_base64",
+        "not_an_image",
+        "empty_data",
+    ),
+}
 
 
 Kit = GeminiKit | OpenAIKit

@@ -47,7 +47,6 @@ from aigen import (
 )
 from aigen.testing import (
     FakeServer,
-    MalformedKind,
     Outcome,
     Reply,
     RetryHintStyle,
@@ -67,6 +66,8 @@ from aigen.testing import (
     success,
     text_only,
 )
+
+from .kits import MALFORMED_KINDS
 
 KEY = "sk-aigen-SECRET-7d1f9a3c5e0b2d4f6a8c1e3b5d7f9a2c4e6b8d0f"
 PROMPT = "PROMPT-MARKER-4417 a violet giraffe reading a newspaper"
@@ -182,24 +183,6 @@ class Scenario:
     fake_key: str | None = None  # the one key the fake accepts (None: any)
 
 
-MALFORMED: dict[str, tuple[MalformedKind, ...]] = {
-    "gemini": (
-        "not_json",
-        "truncated_json",
-        "html_200",
-        "bad_base64",
-        "not_an_image",
-        "no_candidates",
-    ),
-    "openai": (
-        "not_json",
-        "truncated_json",
-        "html_200",
-        "bad_base64",
-        "not_an_image",
-        "empty_data",
-    ),
-}
 HINT_STYLES: tuple[RetryHintStyle, ...] = (
     "native",
     "retry_info",
@@ -238,9 +221,9 @@ PATHS = [
         Scenario(
             f"malformed_{kind}",
             partial(malformed, kind),
-            providers=tuple(p for p in PROVIDERS if kind in MALFORMED[p]),
+            providers=tuple(p for p in PROVIDERS if kind in MALFORMED_KINDS[p]),
         )
-        for kind in sorted({*MALFORMED["gemini"], *MALFORMED["openai"]})
+        for kind in sorted({*MALFORMED_KINDS["gemini"], *MALFORMED_KINDS["openai"]})
     ),
     Scenario("drop", drop),
     Scenario("stall_past_the_timeout", lambda: stall(1.0)),

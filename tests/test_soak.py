@@ -57,7 +57,6 @@ from aigen.testing import (
     FakeGemini,
     FakeOpenAI,
     FakeServer,
-    MalformedKind,
     Outcome,
     RecordedRequest,
     RetryHintStyle,
@@ -73,6 +72,7 @@ from aigen.testing import (
 )
 
 from .images import png
+from .kits import MALFORMED_KINDS
 
 SEED = 20_240_611
 # AIGEN_SOAK_SCALE=10 runs ten times as many calls (a longer soak, by hand or nightly).
@@ -97,24 +97,6 @@ FAKES: dict[str, Callable[..., FakeServer]] = {"gemini": FakeGemini, "openai": F
 HINT_STYLES: dict[str, tuple[RetryHintStyle, ...]] = {
     "gemini": ("native", "retry_info", "retry_after", "retry_after_ms", "message"),
     "openai": ("native", "retry_after", "retry_after_ms", "message"),
-}
-MALFORMED_KINDS: dict[str, tuple[MalformedKind, ...]] = {
-    "gemini": (
-        "not_json",
-        "truncated_json",
-        "html_200",
-        "bad_base64",
-        "not_an_image",
-        "no_candidates",
-    ),
-    "openai": (
-        "not_json",
-        "truncated_json",
-        "html_200",
-        "bad_base64",
-        "not_an_image",
-        "empty_data",
-    ),
 }
 
 
