@@ -279,8 +279,12 @@ class Client(_BaseClient[Conversation]):
         """
         call = self._engine.start(request, fields)
         with call.tracked(), self._slot(call):
+            try:
+                return self._attempt(call)
+            except GenerationError as error:
+                first_failure = error  # retried below, outside this handler's context
             retrying: Retrying = call.retry_loop.build(Retrying, self._sleep)
-            return retrying(self._attempt, call)
+            return retrying(call.retry_loop.resume_after(first_failure, self._attempt), call)
 
     def generate_many(
         self,
@@ -413,8 +417,13 @@ class AsyncClient(_BaseClient[AsyncConversation]):
         call = self._engine.start(request, fields)
         with call.tracked():
             async with self._slot(call):
+                try:
+                    return await self._attempt(call)
+                except GenerationError as error:
+                    first_failure = error  # retried below, outside this handler's context
                 retrying: AsyncRetrying = call.retry_loop.build(AsyncRetrying, self._sleep)
-                return await retrying(self._attempt, call)
+                attempt = call.retry_loop.resume_after_async(first_failure, self._attempt)
+                return await retrying(attempt, call)
 
     async def generate_many(
         self,

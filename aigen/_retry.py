@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
@@ -38,6 +38,7 @@ __all__ = ["RetryPolicy", "parse_retry_after_headers"]
 logger = logging.getLogger("aigen")
 
 R = TypeVar("R")
+A = TypeVar("A")
 
 
 class RetryPolicy(BaseModel):
@@ -156,6 +157,36 @@ class RetryLoop:
             reraise=True,
         )
 
+    def resume_after(
+        self, first_failure: BaseException, attempt: Callable[[A], R]
+    ) -> Callable[[A], R]:
+        """`attempt` as `tenacity.Retrying` should call it once the first attempt failed.
+
+        Clients make the first attempt outside tenacity, so a call that succeeds at once
+        pays nothing for the loop. When it fails, tenacity's first "attempt" raises that
+        same failure without sending anything, and the loop carries on from there: the
+        decisions, waits, logs and attempt numbers are those of a loop that made it.
+        """
+        replay = _Replay(first_failure)
+
+        def replay_then_attempt(arg: A) -> R:
+            replay()
+            return attempt(arg)
+
+        return replay_then_attempt
+
+    def resume_after_async(
+        self, first_failure: BaseException, attempt: Callable[[A], Awaitable[R]]
+    ) -> Callable[[A], Awaitable[R]]:
+        """`resume_after` for `tenacity.AsyncRetrying`, which awaits `attempt`."""
+        replay = _Replay(first_failure)
+
+        async def replay_then_attempt(arg: A) -> R:
+            replay()
+            return await attempt(arg)
+
+        return replay_then_attempt
+
     def elapsed(self) -> float:
         """Seconds since the call started."""
         return self._clock() - self._started
@@ -206,6 +237,18 @@ class RetryLoop:
                 "wait_seconds": state.upcoming_sleep,
             },
         )
+
+
+class _Replay:
+    """Raises the first attempt's failure once, then does nothing."""
+
+    def __init__(self, failure: BaseException) -> None:
+        self._failure: BaseException | None = failure
+
+    def __call__(self) -> None:
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
 
 
 def _error_of(state: RetryCallState) -> BaseException | None:
