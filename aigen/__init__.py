@@ -5,9 +5,8 @@ retrying what is worth retrying, obeying the server's hints, and raising typed e
 (`ContentPolicyError`, `RateLimitError`, ...) for what is not.
 """
 
-from ._circuit import CircuitBreaker
-from ._client import AsyncClient, Client
-from ._conversation import AsyncConversation, Conversation, ConversationState
+from typing import TYPE_CHECKING
+
 from ._errors import (
     AigenError,
     APIConnectionError,
@@ -25,19 +24,65 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
-from ._models import (
-    GenerationRequest,
-    GenerationResponse,
-    ProviderOptions,
-    RateLimitInfo,
-    Turn,
-    TurnPart,
-    Usage,
-)
-from ._ratelimit import MemoryRateLimitStore, RateLimit, RateLimitStore
-from ._retry import RetryPolicy
 from ._version import __version__
-from .providers import Provider
+
+if TYPE_CHECKING:
+    from ._circuit import CircuitBreaker
+    from ._client import AsyncClient, Client
+    from ._conversation import AsyncConversation, Conversation, ConversationState
+    from ._models import (
+        GenerationRequest,
+        GenerationResponse,
+        ProviderOptions,
+        RateLimitInfo,
+        Turn,
+        TurnPart,
+        Usage,
+    )
+    from ._ratelimit import MemoryRateLimitStore, RateLimit, RateLimitStore
+    from ._retry import RetryPolicy
+    from .providers import Provider
+
+# The clients and models are imported on first use, as pydantic does for its own names:
+# `import aigen` (the CLI's start, a module that only names a type) stays cheap, and
+# `from aigen import Client` imports what a client needs. The errors are plain classes
+# and always here, so `except aigen.RateLimitError` never pays for more.
+_LAZY: dict[str, str] = {
+    "CircuitBreaker": "._circuit",
+    "AsyncClient": "._client",
+    "Client": "._client",
+    "AsyncConversation": "._conversation",
+    "Conversation": "._conversation",
+    "ConversationState": "._conversation",
+    "GenerationRequest": "._models",
+    "GenerationResponse": "._models",
+    "ProviderOptions": "._models",
+    "RateLimitInfo": "._models",
+    "Turn": "._models",
+    "TurnPart": "._models",
+    "Usage": "._models",
+    "MemoryRateLimitStore": "._ratelimit",
+    "RateLimit": "._ratelimit",
+    "RateLimitStore": "._ratelimit",
+    "RetryPolicy": "._retry",
+    "Provider": ".providers",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aigen' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "APIConnectionError",

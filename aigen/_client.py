@@ -7,7 +7,6 @@ and `time.sleep` vs `asyncio.sleep`; neither knows which provider it talks to.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
@@ -405,6 +404,10 @@ class AsyncClient(_BaseClient[AsyncConversation]):
             circuit_breaker=circuit_breaker,
             max_concurrency=max_concurrency,
         )
+        # asyncio is imported here, not at the top: `import aigen` in a sync app (or the
+        # CLI) should not pay the 5 ms asyncio takes to import.
+        import asyncio
+
         self._owns_http_client = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self._timeout, limits=_POOL_LIMITS)
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -438,6 +441,8 @@ class AsyncClient(_BaseClient[AsyncConversation]):
         with: one failure never loses the others. Every request is validated before any is
         sent. `on_progress(done, total)` is called as calls finish.
         """
+        import asyncio
+
         batch = prepare_batch(requests, concurrency)
         gate = asyncio.Semaphore(concurrency)
         done = 0
@@ -466,6 +471,8 @@ class AsyncClient(_BaseClient[AsyncConversation]):
     @asynccontextmanager
     async def _slot(self, call: GenerationCall) -> AsyncIterator[None]:
         """Hold one of `max_concurrency` slots for the whole call."""
+        import asyncio
+
         if self._slots is None:
             yield
             return

@@ -85,7 +85,7 @@ class ProviderOptions(BaseModel):
     request carrying another provider's options is refused before it is sent.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class TurnPart(BaseModel):
@@ -97,7 +97,7 @@ class TurnPart(BaseModel):
     verbatim (Gemini) replay these parts as they came.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     text: str | None = None
     main_image: bool = False
@@ -125,7 +125,7 @@ class Turn(BaseModel):
     leave it empty and are sent as text, then image.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     role: Literal["user", "model"]
     text: str | None = None
@@ -165,7 +165,7 @@ class GenerationRequest(BaseModel):
     to send the prompt exactly as written.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     prompt: str
     width: int | None = Field(default=None, gt=0, le=MAX_SIDE)
@@ -226,7 +226,7 @@ class GenerationFields(TypedDict, total=False):
 class Usage(BaseModel):
     """Token counts the provider reported; a field is `None` where it reported none."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -241,7 +241,7 @@ class RateLimitInfo(BaseModel):
     was absent or unreadable.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     limit_requests: int | None = None
     remaining_requests: int | None = None
@@ -261,7 +261,7 @@ class GenerationResponse(BaseModel):
     `x-request-id`, Gemini's `responseId`): quote it to their support.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     image_data: Base64Bytes = Field(repr=False)
     mime_type: str

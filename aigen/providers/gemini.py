@@ -93,7 +93,7 @@ BlockThreshold = Literal[
 class SafetySetting(BaseModel):
     """One Gemini safety threshold: how readily `category` blocks an answer."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     category: HarmCategory
     threshold: BlockThreshold
