@@ -14,7 +14,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TypeVar
 
 from ._body import BodyReader, too_large
@@ -44,6 +44,8 @@ T = TypeVar("T")
 logger = logging.getLogger("aigen")
 
 _REDACTED = b"[redacted]"
+# A call with no circuit breaker to tell skips the generator-based context manager.
+_UNTRACKED = nullcontext()
 # A "key" shorter than this is a placeholder (tests, local fakes), not a secret; replacing
 # every "k" in a message would garble it without protecting anything.
 _MIN_SECRET_LENGTH = 8
@@ -174,22 +176,24 @@ class GenerationCall:
             jitter=engine._jitter,
         )
 
+    def tracked(self) -> AbstractContextManager[None]:
+        """Wrap the whole call, so the circuit breaker (if any) learns how it ended."""
+        return _UNTRACKED if self._engine.circuit is None else self._tracked()
+
     @contextmanager
-    def tracked(self) -> Iterator[None]:
-        """Wrap the whole call, so the circuit breaker learns how it ended."""
+    def _tracked(self) -> Iterator[None]:
         circuit = self._engine.circuit
+        assert circuit is not None
         try:
             yield
         except GenerationError as error:
-            if circuit is not None:
-                circuit.record(error, probe=self.is_probe)
+            circuit.record(error, probe=self.is_probe)
             raise
         except BaseException:
-            if circuit is not None and self.is_probe:
+            if self.is_probe:
                 circuit.abandon_probe()  # cancelled: nothing was learnt
             raise
-        if circuit is not None:
-            circuit.record(None, probe=self.is_probe)
+        circuit.record(None, probe=self.is_probe)
 
     def admission_delay(self) -> float:
         """Seconds to wait before this attempt may be sent, under the client's rate limit."""

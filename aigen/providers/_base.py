@@ -42,6 +42,7 @@ __all__ = [
     "api_error_class",
     "body_details",
     "decode_base64_image",
+    "json_body",
     "parse_error_body",
     "parse_json_body",
 ]
@@ -170,6 +171,12 @@ LENIENT_WIRE = ConfigDict(extra="allow", val_json_bytes="base64", defer_build=Tr
 """The config of a provider's answer shape for `parse_json_body`: the `TypedDict`s name
 only the path down to the base64 image fields (typed `bytes`); every other key is kept
 as the plain JSON it was."""
+
+
+def json_body(value: object) -> bytes:
+    """`value` as compact UTF-8 JSON, for a request body (pydantic-core: a sixth of the
+    time `json.dumps` takes, which counts on a call that takes a quarter millisecond)."""
+    return pydantic_core.to_json(value)
 
 
 def _loads(content: bytes) -> object:

@@ -8,7 +8,6 @@ and the `google.rpc` error body with its `RetryInfo` and `QuotaFailure` details.
 from __future__ import annotations
 
 import base64
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -40,6 +39,7 @@ from ._base import (
     decode_base64_image,
     finite_seconds,
     int_or_none,
+    json_body,
     options_for,
     parse_error_body,
     parse_json_body,
@@ -195,7 +195,7 @@ class GeminiProvider:
             method="POST",
             url=f"{context.base_url}/{API_VERSION}/models/{context.model}:generateContent",
             headers={"x-goog-api-key": context.api_key, "content-type": "application/json"},
-            content=json.dumps(body, separators=(",", ":")).encode(),
+            content=json_body(body),
         )
 
     # -- response ------------------------------------------------------------------
@@ -310,40 +310,48 @@ class GeminiProvider:
 
 def _contents(request: GenerationRequest, model: str) -> list[dict[str, object]]:
     """History then the new prompt, as alternating user/model contents."""
-    turns = [
-        *request.conversation_history,
-        Turn(role="user", text=request.prompt, image_data=request.input_image),
-    ]
+    history = request.conversation_history
     # The rules and the size go on the first user turn with text (the new prompt at the
     # latest), and only there, so a replayed history reads as it did when first sent.
-    first_user = next(i for i, turn in enumerate(turns) if turn.role == "user" and turn.text)
+    first_user = next(
+        (i for i, turn in enumerate(history) if turn.role == "user" and turn.text), len(history)
+    )
+
+    def with_rules(text: str) -> str:
+        return compose_prompt(
+            text, width=request.width, height=request.height, rules=request.rules_preamble
+        )
+
     contents: list[dict[str, object]] = []
-    for index, turn in enumerate(turns):
-        if turn.role == "user":
-            text = turn.text
-            if text and index == first_user:
-                text = compose_prompt(
-                    text, width=request.width, height=request.height, rules=request.rules_preamble
-                )
-            parts = _user_parts(text, turn)
-        else:
-            parts = _model_parts(turn, needs_signatures=model.startswith("gemini-3"))
-        if contents and contents[-1]["role"] == turn.role:
+
+    def add(role: str, parts: list[dict[str, object]]) -> None:
+        if contents and contents[-1]["role"] == role:
             # Gemini wants roles to alternate; two user turns in a row become one.
             previous = contents[-1]["parts"]
             assert isinstance(previous, list)
             previous.extend(parts)
         else:
-            contents.append({"role": turn.role, "parts": parts})
+            contents.append({"role": role, "parts": parts})
+
+    for index, turn in enumerate(history):
+        if turn.role == "user":
+            text = with_rules(turn.text) if turn.text and index == first_user else turn.text
+            add("user", _user_parts(text, turn.image_data, turn.mime_type))
+        else:
+            add("model", _model_parts(turn, needs_signatures=model.startswith("gemini-3")))
+    prompt = with_rules(request.prompt) if first_user == len(history) else request.prompt
+    add("user", _user_parts(prompt, request.input_image, request.input_mime_type))
     return contents
 
 
-def _user_parts(text: str | None, turn: Turn) -> list[dict[str, object]]:
+def _user_parts(
+    text: str | None, image_data: bytes | None, mime_type: str | None
+) -> list[dict[str, object]]:
     parts: list[dict[str, object]] = []
     if text:
         parts.append({"text": text})
-    if turn.image_data is not None:
-        parts.append(_image_part(turn.image_data, turn.mime_type))
+    if image_data is not None:
+        parts.append(_image_part(image_data, mime_type))
     return parts
 
 

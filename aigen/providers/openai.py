@@ -7,7 +7,6 @@ with its moderation codes, and the `x-ratelimit-*` headers.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -38,6 +37,7 @@ from ._base import (
     decode_base64_image,
     finite_seconds,
     int_or_none,
+    json_body,
     options_for,
     parse_error_body,
     parse_json_body,
@@ -239,7 +239,7 @@ class OpenAIProvider:
                 method="POST",
                 url=f"{context.base_url}/v1/images/generations",
                 headers={**headers, "content-type": "application/json"},
-                content=json.dumps(fields, separators=(",", ":")).encode(),
+                content=json_body(fields),
             )
         if context.model.startswith("dall-e-3"):
             raise ConfigurationError(
