@@ -13,8 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, with_config
-from typing_extensions import TypedDict
+from pydantic import BaseModel, ConfigDict
 
 from .._errors import (
     AuthenticationError,
@@ -28,14 +27,12 @@ from .._images import sniff_mime_type
 from .._models import GenerationRequest, ProviderOptions, Turn, TurnPart, Usage
 from .._prompt import compose_prompt
 from ._base import (
-    LENIENT_WIRE,
     ErrorContext,
     ProviderAnswer,
     RequestContext,
     api_error_class,
     as_list,
     as_mapping,
-    body_details,
     decode_base64_image,
     finite_seconds,
     int_or_none,
@@ -118,36 +115,6 @@ class GeminiOptions(ProviderOptions):
     response_modalities: tuple[Literal["TEXT", "IMAGE"], ...] = ("TEXT", "IMAGE")
 
 
-# An answer's shape down to its images, so that pydantic-core decodes them while it parses
-# (parse_json_body); everything else stays plain JSON for the checks below.
-@with_config(LENIENT_WIRE)
-class _WireInlineData(TypedDict, total=False):
-    data: bytes
-
-
-@with_config(LENIENT_WIRE)
-class _WirePart(TypedDict, total=False):
-    inlineData: _WireInlineData
-
-
-@with_config(LENIENT_WIRE)
-class _WireContent(TypedDict, total=False):
-    parts: list[_WirePart]
-
-
-@with_config(LENIENT_WIRE)
-class _WireCandidate(TypedDict, total=False):
-    content: _WireContent
-
-
-@with_config(LENIENT_WIRE)
-class _WireAnswer(TypedDict, total=False):
-    candidates: list[_WireCandidate]
-
-
-_ANSWER_IMAGES: TypeAdapter[_WireAnswer] = TypeAdapter(_WireAnswer)
-
-
 def nearest_aspect_ratio(width: int, height: int) -> str:
     """The supported aspect ratio closest to `width:height` (compared on a log scale)."""
     target = math.log(width / height)
@@ -202,7 +169,7 @@ class GeminiProvider:
 
     def parse_response(self, response: HttpResponse, request: GenerationRequest) -> ProviderAnswer:
         """Read a 200 answer: the image, or the safety block or text that came instead."""
-        body = parse_json_body(response, NAME, _ANSWER_IMAGES)
+        body = parse_json_body(response, NAME)
         if not isinstance(body, Mapping):
             raise GenerationError(
                 f"gemini answered with JSON that is not an object: {preview(response.content)}"
@@ -218,13 +185,13 @@ class GeminiProvider:
                 categories=_flagged_categories(feedback.get("safetyRatings")),
                 provider=NAME,
                 request_id=request_id,
-                details=body_details(response),
+                details=dict(body),
             )
         candidates = as_list(body.get("candidates"))
         if not candidates:
             raise GenerationError(
                 "gemini answered without candidates and without a block reason",
-                details=body_details(response),
+                details=dict(body),
             )
         candidate = as_mapping(candidates[0])
         finish_reason = str_or_none(candidate.get("finishReason"))
@@ -238,13 +205,13 @@ class GeminiProvider:
                 categories=_flagged_categories(candidate.get("safetyRatings")),
                 provider=NAME,
                 request_id=request_id,
-                details=body_details(response),
+                details=dict(body),
             )
         if reason == "MISSING_THOUGHT_SIGNATURE":
             raise GenerationError(
                 "gemini refused the conversation history: a model turn lacks its thought "
                 "signature; resend the turns exactly as aigen returned them",
-                details=body_details(response),
+                details=dict(body),
             )
         answer = _read_parts(as_mapping(candidate.get("content")).get("parts"))
         if answer.image is None:
@@ -254,7 +221,7 @@ class GeminiProvider:
                 text=answer.text,
                 finish_reason=finish_reason,
                 request_id=request_id,
-                details=body_details(response),
+                details=dict(body),
             )
         image_part = answer.image
         inline = as_mapping(image_part.get("inlineData") or image_part.get("inline_data"))

@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, TypeAdapter, field_validator, model_validator, with_config
-from typing_extensions import Self, TypedDict
+from pydantic import Field, field_validator, model_validator
+from typing_extensions import Self
 
 from .._errors import (
     ConfigurationError,
@@ -26,14 +26,12 @@ from .._images import sniff_mime_type
 from .._models import Base64Bytes, GenerationRequest, ProviderOptions, RateLimitInfo, Usage
 from .._prompt import compose_prompt
 from ._base import (
-    LENIENT_WIRE,
     ErrorContext,
     ProviderAnswer,
     RequestContext,
     api_error_class,
     as_list,
     as_mapping,
-    body_details,
     decode_base64_image,
     finite_seconds,
     int_or_none,
@@ -70,21 +68,6 @@ _TRY_AGAIN = re.compile(
 )
 _SAFETY_VIOLATIONS = re.compile(r"safety_violations=\[([^\]]*)\]")
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
-
-
-# An answer's shape down to its image, so that pydantic-core decodes it while it parses
-# (parse_json_body); everything else stays plain JSON for the checks below.
-@with_config(LENIENT_WIRE)
-class _WireImage(TypedDict, total=False):
-    b64_json: bytes
-
-
-@with_config(LENIENT_WIRE)
-class _WireAnswer(TypedDict, total=False):
-    data: list[_WireImage]
-
-
-_ANSWER_IMAGES: TypeAdapter[_WireAnswer] = TypeAdapter(_WireAnswer)
 
 
 class OpenAIOptions(ProviderOptions):
@@ -267,7 +250,7 @@ class OpenAIProvider:
 
     def parse_response(self, response: HttpResponse, request: GenerationRequest) -> ProviderAnswer:
         """Read `data[0].b64_json`, the usage and the rate-limit headers."""
-        body = parse_json_body(response, NAME, _ANSWER_IMAGES)
+        body = parse_json_body(response, NAME)
         if not isinstance(body, Mapping):
             raise GenerationError(
                 f"openai answered with JSON that is not an object: {preview(response.content)}"
@@ -275,15 +258,13 @@ class OpenAIProvider:
         request_id = response.headers.get("x-request-id")
         items = as_list(body.get("data"))
         if not items:
-            raise GenerationError(
-                "openai answered without any image in data[]", details=body_details(response)
-            )
+            raise GenerationError("openai answered without any image in data[]", details=dict(body))
         item = as_mapping(items[0])
         if "b64_json" not in item and isinstance(item.get("url"), str):
             raise GenerationError(
                 "openai answered with an image URL instead of image data; this model needs "
                 "response_format=b64_json, which aigen sends only to dall-e models",
-                details=body_details(response),
+                details=dict(body),
             )
         output_format = body.get("output_format")
         return ProviderAnswer(
