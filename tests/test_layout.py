@@ -31,6 +31,7 @@ SANS_IO = sorted(
                 "_config.py",
                 "_conversation.py",
                 "_body.py",
+                "_base64.py",
                 "_circuit.py",
                 "_ratelimit.py",
             )
