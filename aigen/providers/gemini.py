@@ -229,7 +229,7 @@ class GeminiProvider:
             image_data=_inline_bytes(image_part),
             declared_mime_type=str_or_none(inline.get("mimeType") or inline.get("mime_type")),
             text=answer.text,
-            thought_signature=_signature(image_part),
+            thought_signature=answer.image_signature,
             parts=tuple(answer.parts),
             request_id=request_id,
             model=_model_name(body.get("modelVersion")),
@@ -393,6 +393,7 @@ class _Answer:
 
     def __init__(self) -> None:
         self.image: Mapping[str, object] | None = None
+        self.image_signature: bytes | None = None
         self.texts: list[str] = []
         self.parts: list[TurnPart] = []
 
@@ -415,7 +416,8 @@ def _read_parts(raw_parts: object) -> _Answer:
             found.texts.append(str(part["text"]))
             found.parts.append(TurnPart(text=str(part["text"]), thought_signature=_signature(part)))
     if images:
-        found.image = images[-1][1]  # the last image is the final one
+        last_index, found.image = images[-1]  # the last image is the final one
+        found.image_signature = found.parts[last_index].thought_signature
         unreadable: list[int] = []
         for index, part in images[:-1]:  # earlier images keep their own bytes
             data = _inline_bytes(part)
