@@ -25,7 +25,7 @@ try:
 except ImportError:  # the `speedups` extra is not installed
     pybase64 = None
 
-_PYDANTIC_BYTES = TypeAdapter(bytes, config=ConfigDict(val_json_bytes="base64", defer_build=True))
+_PYDANTIC_BYTES = TypeAdapter(bytes, config=ConfigDict(val_json_bytes="base64"))
 
 
 @functools.cache

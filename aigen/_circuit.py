@@ -39,7 +39,7 @@ class CircuitBreaker(BaseModel):
     - `reset_timeout`: seconds the circuit stays open before one probe call is let through.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     failure_threshold: int = Field(default=5, ge=1)
     reset_timeout: float = Field(default=30.0, gt=0)

@@ -29,7 +29,7 @@ class _AsyncGenerator(Protocol):
 class ConversationState(BaseModel):
     """What a conversation remembers: its turns and the settings each send uses."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     history: list[Turn] = Field(default_factory=list)
     width: int | None = None

@@ -33,6 +33,11 @@ __all__ = [
     "Usage",
 ]
 
+# The models build their validators at import, not on first use (pydantic's `defer_build`
+# would save some 15 ms of `from aigen import Client`): a deferred build can race when the
+# first calls come from several threads at once (pydantic#13419, fixed in mid-2026), and
+# a shared `Client` in a threaded web server is what aigen is for.
+
 # Gemini's `generationConfig.seed` is an int32; a seed that fits it fits every provider.
 MAX_SEED = 2**31 - 1
 # Larger than any provider renders today; a bigger number is a typo, not a wish.
@@ -85,7 +90,7 @@ class ProviderOptions(BaseModel):
     request carrying another provider's options is refused before it is sent.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class TurnPart(BaseModel):
@@ -97,7 +102,7 @@ class TurnPart(BaseModel):
     verbatim (Gemini) replay these parts as they came.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     text: str | None = None
     main_image: bool = False
@@ -125,7 +130,7 @@ class Turn(BaseModel):
     leave it empty and are sent as text, then image.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     role: Literal["user", "model"]
     text: str | None = None
@@ -165,7 +170,7 @@ class GenerationRequest(BaseModel):
     to send the prompt exactly as written.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     prompt: str
     width: int | None = Field(default=None, gt=0, le=MAX_SIDE)
@@ -226,7 +231,7 @@ class GenerationFields(TypedDict, total=False):
 class Usage(BaseModel):
     """Token counts the provider reported; a field is `None` where it reported none."""
 
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
 
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -241,7 +246,7 @@ class RateLimitInfo(BaseModel):
     was absent or unreadable.
     """
 
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
 
     limit_requests: int | None = None
     remaining_requests: int | None = None
@@ -261,7 +266,7 @@ class GenerationResponse(BaseModel):
     `x-request-id`, Gemini's `responseId`): quote it to their support.
     """
 
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
 
     image_data: Base64Bytes = Field(repr=False)
     mime_type: str

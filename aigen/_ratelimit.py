@@ -40,9 +40,7 @@ class RateLimit(BaseModel):
     - `store`: where the state lives; one `MemoryRateLimitStore` per client by default.
     """
 
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", arbitrary_types_allowed=True, defer_build=True
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     requests_per_minute: float = Field(gt=0)
     burst: int = Field(default=1, ge=1)

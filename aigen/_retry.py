@@ -53,7 +53,7 @@ class RetryPolicy(BaseModel):
       would end past it. `None` means no deadline beyond the retries themselves.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0)
     initial_delay: float = Field(default=DEFAULT_INITIAL_DELAY, ge=0)

@@ -90,7 +90,7 @@ BlockThreshold = Literal[
 class SafetySetting(BaseModel):
     """One Gemini safety threshold: how readily `category` blocks an answer."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     category: HarmCategory
     threshold: BlockThreshold
