@@ -5,12 +5,16 @@ hand back the decoded image bytes. Raw httpx is the baseline: `httpx.Client` /
 `httpx.AsyncClient` with httpx's default pool limits, `response.json()` and
 `base64.b64decode`. Each client's library is imported only when that client is made, so
 a worker process holds one library alone.
+
+"aigen-core" is aigen without its `speedups` extra: the same client and calls, in a
+process where pybase64 cannot be imported, so aigen decodes images with pydantic-core.
 """
 
 from __future__ import annotations
 
 import base64
 import importlib.util
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,10 +22,13 @@ __all__ = [
     "API_KEY",
     "CLIENTS",
     "IMPORTS",
+    "IMPORT_SETUP",
     "PROVIDERS_OF",
     "available",
     "make_async",
     "make_sync",
+    "prepare",
+    "speedups_installed",
 ]
 
 API_KEY = "bench-key-0123456789"
@@ -32,23 +39,47 @@ OPENAI_MODEL = "gpt-image-1"
 # hundreds of megabytes must not time out. It does not change any pool limit.
 TIMEOUT = 120.0
 
-CLIENTS = ("httpx", "aigen", "google-genai", "openai")
+CLIENTS = ("httpx", "aigen", "aigen-core", "google-genai", "openai")
+_AIGENS = ("aigen", "aigen-core")
 PROVIDERS_OF = {
     "httpx": ("gemini", "openai"),
     "aigen": ("gemini", "openai"),
+    "aigen-core": ("gemini", "openai"),
     "google-genai": ("gemini",),
     "openai": ("openai",),
 }
-# What "cold import" times for each client; "deps" is aigen's own dependencies, the
-# basis of the import target.
+# What each cold-import row times, per client. `import aigen` is lazy (the clients and
+# models load on first access), so "import" alone no longer shows what an app pays:
+# "import.client" times the import of the client class, which loads them. Each basis row,
+# aigen's own dependencies, sits in the raw httpx column; "import.client_deps" adds the
+# pydantic models aigen's client needs.
 IMPORTS = {
-    "httpx": "import httpx",
-    "aigen": "import aigen",
-    "google-genai": "from google import genai",
-    "openai": "import openai",
-    "deps": "import httpx, pydantic, tenacity",
+    "import": {
+        "httpx": "import httpx",
+        "aigen": "import aigen",
+        "aigen-core": "import aigen",
+        "google-genai": "from google import genai",
+        "openai": "import openai",
+    },
+    "import.deps": {"httpx": "import httpx, pydantic, tenacity"},
+    "import.client": {
+        "httpx": "from httpx import Client",
+        "aigen": "from aigen import Client",
+        "aigen-core": "from aigen import Client",
+        "google-genai": "from google.genai import Client",
+        "openai": "from openai import OpenAI",
+    },
+    "import.client_deps": {"httpx": "import httpx, tenacity; from pydantic import BaseModel"},
 }
-_MODULES = {"httpx": "httpx", "aigen": "aigen", "google-genai": "google.genai", "openai": "openai"}
+# Run before an import is timed (not timed itself): what `prepare` does in a worker.
+IMPORT_SETUP = {"aigen-core": 'import sys; sys.modules["pybase64"] = None'}
+_MODULES = {
+    "httpx": "httpx",
+    "aigen": "aigen",
+    "aigen-core": "aigen",
+    "google-genai": "google.genai",
+    "openai": "openai",
+}
 
 SyncCall = Callable[[], bytes]
 AsyncCall = Callable[[], Awaitable[bytes]]
@@ -62,11 +93,35 @@ def available(client: str) -> bool:
         return False
 
 
+def speedups_installed() -> bool:
+    """Whether aigen's `speedups` extra (pybase64) is installed in this interpreter."""
+    return importlib.util.find_spec("pybase64") is not None
+
+
+def prepare(client: str) -> None:
+    """Set this process up for `client`; call it before anything imports aigen.
+
+    For aigen-core, pybase64 is made unimportable (a `None` in `sys.modules` makes
+    `import pybase64` raise ImportError), as if the extra were not installed. For both
+    aigen variants, aigen's choice of decoder is then checked, so a column can never
+    silently measure the other decoder.
+    """
+    if client not in _AIGENS:
+        return
+    expected = "pybase64" if client == "aigen" and speedups_installed() else "pydantic-core"
+    if client == "aigen-core":
+        sys.modules["pybase64"] = None  # type: ignore[assignment]
+    from aigen._base64 import DECODER as decoder
+
+    if decoder != expected:
+        raise RuntimeError(f"{client}: aigen decodes with {decoder}, not {expected}")
+
+
 def make_sync(client: str, provider: str, base: str) -> tuple[SyncCall, Callable[[], None]]:
     """A synchronous `call() -> image bytes` and its `close()`."""
     if client == "httpx":
         return _httpx_sync(provider, base)
-    if client == "aigen":
+    if client in _AIGENS:
         return _aigen_sync(provider, base)
     if client == "google-genai":
         return _genai_sync(base)
@@ -81,7 +136,7 @@ def make_async(
     """An asynchronous `await call() -> image bytes` and its `await close()`."""
     if client == "httpx":
         return _httpx_async(provider, base)
-    if client == "aigen":
+    if client in _AIGENS:
         return _aigen_async(provider, base)
     if client == "google-genai":
         return _genai_async(base)

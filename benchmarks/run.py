@@ -5,6 +5,8 @@
 each round, so a drift of the machine's load falls on all clients alike), then times the
 cold imports. A cell is the median over rounds of each round's median. The table goes to
 stdout, progress to stderr, everything (machine, plan, raw samples) to the JSON file.
+Targets are checked on the "aigen" column only; "aigen-core" (aigen without pybase64)
+is there to show what the `speedups` extra buys.
 """
 
 from __future__ import annotations
@@ -22,9 +24,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from benchmarks.clients import CLIENTS, IMPORTS, PROVIDERS_OF, available
+from benchmarks.clients import (
+    CLIENTS,
+    IMPORT_SETUP,
+    IMPORTS,
+    PROVIDERS_OF,
+    available,
+    speedups_installed,
+)
 from benchmarks.payloads import PROVIDERS, SIZES
 
 __all__ = ["Plan", "main"]
@@ -42,6 +51,7 @@ PACKAGES = (
     "pydantic",
     "pydantic-core",
     "tenacity",
+    "pybase64",
     "google-genai",
     "openai",
     "httpx2",
@@ -49,6 +59,14 @@ PACKAGES = (
 )
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 _KEY_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENAI_API_KEY", "AIGEN_PROVIDER")
+# Rows this harness added beyond the issue's: checks on them are informational.
+_OUR_ROWS = ("import.client",)
+_NO_SPEEDUPS = (
+    "note: pybase64 (aigen's `speedups` extra) is not installed, so the aigen column "
+    'decodes with pydantic-core just like aigen-core; pip install -e ".[bench]" installs it'
+)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -157,9 +175,10 @@ def _run_worker(spec: dict[str, Any], timeout: float) -> dict[str, list[float]]:
     return samples
 
 
-def _time_import(statement: str) -> float:
-    """Milliseconds `statement` takes in a fresh interpreter (startup itself not counted)."""
-    code = f"import time\nt = time.perf_counter()\n{statement}\nprint(time.perf_counter() - t)"
+def _time_import(statement: str, setup: str = "") -> float:
+    """Milliseconds `statement` takes in a fresh interpreter (startup and `setup` not counted)."""
+    code = f"{setup}\nimport time\nt = time.perf_counter()\n{statement}\n"
+    code += "print(time.perf_counter() - t)"
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -172,7 +191,7 @@ def _time_import(statement: str) -> float:
     return float(done.stdout.strip().splitlines()[-1]) * 1000
 
 
-def _rotated(items: list[str], by: int) -> list[str]:
+def _rotated(items: list[T], by: int) -> list[T]:
     if not items:
         return items
     by %= len(items)
@@ -197,9 +216,10 @@ def measure(plan: Plan, clients: list[str], server: dict[str, Any]) -> Results:
         "burst_tiny_reps": plan.burst_tiny_reps,
         "burst_large": plan.burst_large,
     }
-    import_targets = [c for c in [*clients, "deps"] if c in IMPORTS]
-    for target in import_targets:  # compile bytecode, fill the page cache: not measured
-        _time_import(IMPORTS[target])
+    # (row, client) pairs; the basis rows are in the raw httpx column.
+    imports = [(row, c) for row, by_client in IMPORTS.items() for c in clients if c in by_client]
+    for row, client in imports:  # compile bytecode, fill the page cache: not measured
+        _time_import(IMPORTS[row][client], IMPORT_SETUP.get(client, ""))
     for index in range(plan.rounds):
         for provider in PROVIDERS:
             serving = [c for c in clients if provider in PROVIDERS_OF[c]]
@@ -227,12 +247,10 @@ def measure(plan: Plan, clients: list[str], server: dict[str, Any]) -> Results:
                         f"round {index + 1}/{plan.rounds}: {provider:6} {task:5} {client:12} "
                         f"{time.monotonic() - started:5.1f} s"
                     )
-        for target in _rotated(import_targets, index):
-            row = "import.deps" if target == "deps" else "import"
-            client = BASELINE if target == "deps" else target
-            results.add(
-                row, client, [_time_import(IMPORTS[target]) for _ in range(plan.imports_per_round)]
-            )
+        for row, client in _rotated(imports, index):
+            statement, setup = IMPORTS[row][client], IMPORT_SETUP.get(client, "")
+            times = [_time_import(statement, setup) for _ in range(plan.imports_per_round)]
+            results.add(row, client, times)
         _log(f"round {index + 1}/{plan.rounds}: imports timed")
     return results
 
@@ -291,12 +309,16 @@ def rows(server: dict[str, Any], plan: Plan) -> list[Row]:
         )
     found.append(Row("import", "cold import (own package)", "ms"))
     found.append(Row("import.deps", "cold import httpx+pydantic+tenacity (basis)", "ms"))
+    found.append(Row("import.client", "cold import, first client", "ms"))
+    found.append(
+        Row("import.client_deps", "cold import httpx+tenacity+pydantic.BaseModel (basis)", "ms")
+    )
     return found
 
 
 def _serves(client: str, row: Row) -> bool:
-    if row.key == "import.deps":
-        return client == BASELINE
+    if row.key in IMPORTS:
+        return client in IMPORTS[row.key]
     return row.provider is None or row.provider in PROVIDERS_OF[client]
 
 
@@ -320,7 +342,11 @@ def table_data(results: Results, all_rows: list[Row], clients: list[str]) -> lis
 
 
 def targets(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's targets for aigen, each with the value found and whether it is met."""
+    """The issue's targets for aigen, each with the value found and whether it is met.
+
+    A check marked `informational` is ours, not the issue's: it is listed apart and not
+    counted among the targets met.
+    """
     by_key = {row["key"]: row for row in data}
     checks: list[dict[str, Any]] = []
 
@@ -354,16 +380,24 @@ def targets(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "met": rss is not None and rss <= 250,
             }
         )
-    aigen_import = cell("import", "aigen").get("median")
-    deps_import = cell("import.deps", BASELINE).get("median")
-    import_ratio = aigen_import / deps_import if aigen_import and deps_import else None
-    checks.append(
-        {
-            "target": "import aigen <= 1.35x import httpx, pydantic, tenacity",
-            "row": "import",
-            "value": import_ratio,
-            "met": import_ratio is not None and import_ratio <= 1.35,
-        }
+
+    def import_check(key: str, basis: str, what: str) -> None:
+        mine, base = cell(key, "aigen").get("median"), cell(basis, BASELINE).get("median")
+        ratio = mine / base if mine and base else None
+        checks.append(
+            {
+                "target": what,
+                "row": key,
+                "value": ratio,
+                "met": ratio is not None and ratio <= 1.35,
+            }
+        )
+
+    import_check("import", "import.deps", "import aigen <= 1.35x import httpx, pydantic, tenacity")
+    # `import aigen` is lazy, so that target no longer shows what an app pays; this is
+    # the same limit on the import that loads the client, against a basis with models.
+    import_check(
+        "import.client", "import.client_deps", "first client import <= 1.35x basis with models"
     )
     for row in data:
         mine = row["cells"].get("aigen", {}).get("median")
@@ -379,6 +413,8 @@ def targets(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "met": mine < theirs,
                 }
             )
+    for check in checks:
+        check["informational"] = check["row"] in _OUR_ROWS
     return checks
 
 
@@ -430,16 +466,24 @@ def render_markdown(data: list[dict[str, Any]], clients: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _check_line(check: dict[str, Any]) -> str:
+    value = check["value"]
+    shown = "n/a" if value is None else f"{value:.2f}"
+    unit = "" if value is None or "MB" in check["target"] else "x"
+    mark = "met" if check["met"] else "NOT met"
+    return f"  {mark:7}  {check['target']:58} {check['row']:26} {shown}{unit}"
+
+
 def render_targets(checks: list[dict[str, Any]]) -> str:
-    lines = []
-    for check in checks:
-        value = check["value"]
-        shown = "n/a" if value is None else f"{value:.2f}"
-        unit = "" if value is None or "MB" in check["target"] else "x"
-        mark = "met" if check["met"] else "NOT met"
-        lines.append(f"  {mark:7}  {check['target']:58} {check['row']:26} {shown}{unit}")
-    met = sum(1 for c in checks if c["met"])
-    return f"aigen's targets: {met} of {len(checks)} met\n" + "\n".join(lines)
+    """The issue's targets with a met/not-met count, then our informational checks apart."""
+    issue = [c for c in checks if not c["informational"]]
+    ours = [c for c in checks if c["informational"]]
+    met = sum(1 for c in issue if c["met"])
+    lines = [f"aigen's targets: {met} of {len(issue)} met", *map(_check_line, issue)]
+    if ours:
+        lines.append("informational (ours, not the issue's targets; not counted above):")
+        lines.extend(map(_check_line, ours))
+    return "\n".join(lines)
 
 
 # -- machine -----------------------------------------------------------------------
@@ -541,6 +585,10 @@ def main(argv: list[str] | None = None) -> int:
     clients, skipped = _choose_clients(args.clients)
     for name, reason in skipped.items():
         _log(f"skipping {name}: {reason}")
+    # Without pybase64 the aigen column measures what aigen-core does: say so, loudly.
+    speedups = speedups_installed()
+    if not speedups:
+        _log(_NO_SPEEDUPS)
     started = time.monotonic()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -559,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render_targets(checks))
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
+    if not speedups:
+        print(_NO_SPEEDUPS)
 
     info = machine()
     info["load_average_before"] = list(load_before) if load_before else None
@@ -583,7 +633,12 @@ def main(argv: list[str] | None = None) -> int:
         "server": server,
         "clients": clients,
         "skipped": skipped,
-        "imports": {c: IMPORTS[c] for c in [*clients, "deps"]},
+        "speedups_installed": speedups,
+        "imports": {
+            row: {c: s for c, s in by_client.items() if c in clients}
+            for row, by_client in IMPORTS.items()
+        },
+        "import_setup": {c: s for c, s in IMPORT_SETUP.items() if c in clients},
         "rows": data,
         "targets": checks,
         "samples": results.samples,

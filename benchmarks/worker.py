@@ -11,6 +11,8 @@ Tasks:
 
 Every call's result is checked to be the served PNG (its length, and its signature once).
 Results are kept until the burst ends, as `asyncio.gather` keeps them for a caller.
+Before any of it, `prepare` sets the process up for its client (for aigen-core, pybase64
+blocked) and checks which decoder aigen picked.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks.clients import make_async, make_sync
+from benchmarks.clients import make_async, make_sync, prepare
 
 __all__ = ["main", "peak_rss_bytes"]
 
@@ -156,6 +158,7 @@ def run(spec: dict[str, Any]) -> dict[str, list[float]]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     spec = json.loads(args[0])
+    prepare(spec["client"])  # before anything imports aigen: aigen-core blocks pybase64
     print(json.dumps({"samples": run(spec)}), flush=True)
     return 0
 
