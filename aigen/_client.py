@@ -228,21 +228,23 @@ def no_free_slot() -> APITimeoutError:
     )
 
 
-def _already_read(call: GenerationCall, response: httpx.Response) -> BodyReader | None:
+def _headers(response: httpx.Response) -> dict[str, str]:
+    """The answer's headers as the core reads them: httpx's items() are already
+    lower-cased, with repeated headers joined by ", "."""
+    return dict(response.headers.items())
+
+
+def _already_read(
+    call: GenerationCall, response: httpx.Response, headers: dict[str, str]
+) -> BodyReader | None:
     """A reader holding the body when a transport handed it over already read (httpx's
     `MockTransport` does), else `None`: then the body is still to be streamed."""
     if not response.is_stream_consumed:
         return None
     # httpx has already inflated it: it must not be inflated twice.
-    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-encoding"}
-    reader = call.body_reader(headers)
+    reader = call.body_reader({k: v for k, v in headers.items() if k != "content-encoding"})
     reader.feed(response.content)
     return reader
-
-
-def _response(response: httpx.Response, body: bytes) -> HttpResponse:
-    # httpx's items() are already lower-cased, with repeated headers joined by ", ".
-    return HttpResponse(response.status_code, dict(response.headers.items()), body)
 
 
 class Client(_BaseClient[Conversation]):
@@ -366,17 +368,18 @@ class Client(_BaseClient[Conversation]):
         request = self._http_request(self._http, call.next_attempt(), self._attempt_timeout(call))
         try:
             response = self._http.send(request, stream=True)
+            headers = _headers(response)
             try:
-                reader = _already_read(call, response)
+                reader = _already_read(call, response, headers)
                 if reader is None:
-                    reader = call.body_reader(response.headers)
+                    reader = call.body_reader(headers)
                     for chunk in response.iter_raw():
                         reader.feed(chunk)
             finally:
                 response.close()
         except _HTTPX_ERRORS as exc:
             raise _typed(call, exc) from exc
-        return call.handle_response(_response(response, reader.body()))
+        return call.handle_response(HttpResponse(response.status_code, headers, reader.body()))
 
     def close(self) -> None:
         """Close the connection pool (not a `http_client` you passed in)."""
@@ -523,17 +526,18 @@ class AsyncClient(_BaseClient[AsyncConversation]):
         request = self._http_request(self._http, call.next_attempt(), self._attempt_timeout(call))
         try:
             response = await self._http.send(request, stream=True)
+            headers = _headers(response)
             try:
-                reader = _already_read(call, response)
+                reader = _already_read(call, response, headers)
                 if reader is None:
-                    reader = call.body_reader(response.headers)
+                    reader = call.body_reader(headers)
                     async for chunk in response.aiter_raw():
                         reader.feed(chunk)
             finally:
                 await response.aclose()
         except _HTTPX_ERRORS as exc:
             raise _typed(call, exc) from exc
-        return call.handle_response(_response(response, reader.body()))
+        return call.handle_response(HttpResponse(response.status_code, headers, reader.body()))
 
     async def aclose(self) -> None:
         """Close the connection pool (not a `http_client` you passed in)."""
