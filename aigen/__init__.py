@@ -69,12 +69,19 @@ _LAZY: dict[str, str] = {
 }
 
 
+# Subpackages reachable as attributes after a bare `import aigen`, as they were when this
+# module imported them itself.
+_SUBMODULES = frozenset({"providers"})
+
+
 def __getattr__(name: str) -> object:
+    from importlib import import_module
+
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)  # the import binds it in globals()
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'aigen' has no attribute {name!r}")
-    from importlib import import_module
-
     value = getattr(import_module(module, __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value

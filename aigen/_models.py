@@ -33,11 +33,6 @@ __all__ = [
     "Usage",
 ]
 
-# The models build their validators at import, not on first use (pydantic's `defer_build`
-# would save some 15 ms of `from aigen import Client`): a deferred build can race when the
-# first calls come from several threads at once (pydantic#13419, fixed in mid-2026), and
-# a shared `Client` in a threaded web server is what aigen is for.
-
 # Gemini's `generationConfig.seed` is an int32; a seed that fits it fits every provider.
 MAX_SEED = 2**31 - 1
 # Larger than any provider renders today; a bigger number is a typo, not a wish.
@@ -83,6 +78,10 @@ def _require_image(data: bytes, field: str) -> str:
     return mime_type
 
 
+# The models build their validators at import, not on first use: pydantic's `defer_build`
+# would save some 15 ms of `from aigen import Client`, but a deferred build can race when
+# the first calls come from several threads at once (pydantic#13419), and a `Client`
+# shared by a threaded web server is what aigen is for (docs/performance.md).
 class ProviderOptions(BaseModel):
     """Base class of the provider-specific options a request may carry.
 

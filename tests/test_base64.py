@@ -121,3 +121,15 @@ def test_an_answer_that_is_not_base64_fails_the_same_with_either_decoder(
     api.mock(return_value=kit.image_payload("%%% not base64 %%%"))
     with pytest.raises(aigen.GenerationError, match="not valid base64"):
         _client_for(make_client, kit).generate("x")
+
+
+def test_a_pydantic_without_base64_bytes_leaves_decoding_to_the_standard_library(
+    monkeypatch: pytest.MonkeyPatch, make_client: Any, kit: Any, api: Any
+) -> None:
+    # A pydantic from before `val_json_bytes` would hand back the text's own bytes: aigen
+    # notices at the first decode and lets the standard library read every image.
+    monkeypatch.setattr(_base64, "DECODER", "pydantic-core")
+    monkeypatch.setattr(_base64, "_pydantic_core_reads_base64", lambda: False)
+    assert _base64.decode_strict(base64.b64encode(IMAGE).decode()) is None
+    api.mock(return_value=kit.image_payload(base64.b64encode(IMAGE).decode()))
+    assert _client_for(make_client, kit).generate("x").image_data == IMAGE
