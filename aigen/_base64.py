@@ -1,4 +1,5 @@
-"""Strict, fast base64 decoding for the images in an answer.
+"""Strict, fast base64 decoding for the images in an answer, and fast encoding for the
+images a request sends back (a conversation's earlier turns).
 
 With the `speedups` extra installed, pybase64's SIMD decoder does the work (a 6 MB image
 in a fraction of a millisecond); without it, pydantic-core's, which is already several
@@ -10,6 +11,7 @@ how fast an answer is read, never what it reads as.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import functools
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from types import ModuleType
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-__all__ = ["DECODER", "decode_strict"]
+__all__ = ["DECODER", "decode_strict", "encode"]
 
 pybase64: ModuleType | None
 try:
@@ -76,3 +78,12 @@ _DECODERS: dict[str, Callable[[str], bytes | None]] = {
 def decode_strict(text: str) -> bytes | None:
     """`text` decoded if it is standard or URL-safe base64 (padding optional), else `None`."""
     return _DECODERS[DECODER](text)
+
+
+def encode(data: bytes) -> str:
+    """`data` as standard, padded base64 text (pybase64 when installed: a 6 MB image in a
+    tenth of a millisecond instead of six)."""
+    if pybase64 is not None:
+        text: str = pybase64.b64encode_as_string(data)
+        return text
+    return base64.b64encode(data).decode("ascii")

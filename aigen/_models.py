@@ -20,6 +20,7 @@ from pydantic import (
 )
 from typing_extensions import Self, TypedDict
 
+from ._base64 import decode_strict, encode
 from ._images import sniff_mime_type
 
 __all__ = [
@@ -43,6 +44,9 @@ def _decode_base64_text(value: object) -> object:
     """Let bytes fields take base64 text too (standard or URL-safe, padding optional)."""
     if not isinstance(value, str):
         return value
+    decoded = decode_strict(value)  # the fast path: one line, either alphabet
+    if decoded is not None:
+        return decoded
     text = "".join(value.split())  # base64 tools wrap lines; whitespace is never data
     padded = text + "=" * (-len(text) % 4)
     try:
@@ -56,7 +60,7 @@ def _decode_base64_text(value: object) -> object:
 
 
 def _encode_base64(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
+    return encode(value)
 
 
 Base64Bytes = Annotated[

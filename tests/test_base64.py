@@ -133,3 +133,28 @@ def test_a_pydantic_without_base64_bytes_leaves_decoding_to_the_standard_library
     assert _base64.decode_strict(base64.b64encode(IMAGE).decode()) is None
     api.mock(return_value=kit.image_payload(base64.b64encode(IMAGE).decode()))
     assert _client_for(make_client, kit).generate("x").image_data == IMAGE
+
+
+@pytest.mark.parametrize("with_pybase64", [True, False], ids=["pybase64", "stdlib"])
+@pytest.mark.parametrize("data", [b"", b"\xfb\xff", bytes(range(256)), IMAGE])
+def test_images_sent_back_are_standard_padded_base64(
+    monkeypatch: pytest.MonkeyPatch, with_pybase64: bool, data: bytes
+) -> None:
+    if not with_pybase64:
+        monkeypatch.setattr(_base64, "pybase64", None)
+    assert _base64.encode(data) == base64.b64encode(data).decode("ascii")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        base64.b64encode(IMAGE).decode(),
+        base64.urlsafe_b64encode(IMAGE).decode().rstrip("="),
+        base64.encodebytes(IMAGE).decode(),
+    ],
+    ids=["standard", "url-safe unpadded", "wrapped"],
+)
+def test_a_saved_turn_reads_its_image_alike_with_either_decoder(decoder: str, text: str) -> None:
+    turn = aigen.Turn(role="model", image_data=text)
+    assert turn.image_data == IMAGE
+    assert aigen.Turn.model_validate_json(turn.model_dump_json()) == turn

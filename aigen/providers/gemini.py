@@ -7,7 +7,6 @@ and the `google.rpc` error body with its `RetryInfo` and `QuotaFailure` details.
 
 from __future__ import annotations
 
-import base64
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -15,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from .._base64 import encode as b64encode
 from .._errors import (
     AuthenticationError,
     ContentPolicyError,
@@ -363,7 +363,7 @@ def _model_parts(turn: Turn, *, needs_signatures: bool) -> list[dict[str, object
 
 def _sign(part: dict[str, object], signature: bytes | None, stand_in: str | None) -> None:
     if signature is not None:
-        part["thoughtSignature"] = base64.b64encode(signature).decode("ascii")
+        part["thoughtSignature"] = b64encode(signature)
     elif stand_in is not None:
         part["thoughtSignature"] = stand_in
 
@@ -372,7 +372,7 @@ def _image_part(data: bytes, mime_type: str | None) -> dict[str, object]:
     return {
         "inlineData": {
             "mimeType": mime_type or "image/png",
-            "data": base64.b64encode(data).decode("ascii"),
+            "data": b64encode(data),
         }
     }
 
