@@ -51,7 +51,7 @@ def _with_pydantic_core(text: str) -> bytes | None:
 
 def _with_pybase64(text: str) -> bytes | None:
     assert pybase64 is not None
-    padded = text + "=" * (-len(text) % 4) if len(text) % 4 else text
+    padded = text + "=" * (-len(text) % 4)
     try:
         decoded: bytes = pybase64.b64decode(padded, validate=True)
         return decoded

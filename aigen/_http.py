@@ -42,13 +42,3 @@ class HttpResponse:
     status_code: int
     headers: Mapping[str, str] = field(repr=False)
     content: bytes = field(repr=False)
-
-    @classmethod
-    def from_parts(
-        cls, status_code: int, headers: Mapping[str, str] | object, content: bytes
-    ) -> HttpResponse:
-        """Build one from any header mapping (httpx's included), lower-casing the names."""
-        lowered: dict[str, str] = {}
-        if isinstance(headers, Mapping):
-            lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-        return cls(status_code, lowered, content)

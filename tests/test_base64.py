@@ -93,10 +93,6 @@ def test_a_strict_decode_always_agrees_with_the_standard_library(text: str) -> N
         assert decoded == expected, name
 
 
-def _client_for(make_client: Any, kit: Any) -> Any:
-    return make_client(provider=kit.name)
-
-
 @pytest.mark.parametrize(
     "text",
     [
@@ -110,7 +106,7 @@ def test_an_answer_reads_the_same_with_either_decoder(
     decoder: str, make_client: Any, kit: Any, api: Any, text: str
 ) -> None:
     api.mock(return_value=kit.image_payload(text))
-    result = _client_for(make_client, kit).generate("x")
+    result = make_client(provider=kit.name).generate("x")
     assert result.image_data == IMAGE
     assert (result.width, result.height) == (24, 16)
 
@@ -120,7 +116,7 @@ def test_an_answer_that_is_not_base64_fails_the_same_with_either_decoder(
 ) -> None:
     api.mock(return_value=kit.image_payload("%%% not base64 %%%"))
     with pytest.raises(aigen.GenerationError, match="not valid base64"):
-        _client_for(make_client, kit).generate("x")
+        make_client(provider=kit.name).generate("x")
 
 
 def test_a_pydantic_without_base64_bytes_leaves_decoding_to_the_standard_library(
@@ -132,7 +128,7 @@ def test_a_pydantic_without_base64_bytes_leaves_decoding_to_the_standard_library
     monkeypatch.setattr(_base64, "_pydantic_core_reads_base64", lambda: False)
     assert _base64.decode_strict(base64.b64encode(IMAGE).decode()) is None
     api.mock(return_value=kit.image_payload(base64.b64encode(IMAGE).decode()))
-    assert _client_for(make_client, kit).generate("x").image_data == IMAGE
+    assert make_client(provider=kit.name).generate("x").image_data == IMAGE
 
 
 @pytest.mark.parametrize("with_pybase64", [True, False], ids=["pybase64", "stdlib"])

@@ -278,16 +278,6 @@ class GeminiProvider:
 def _contents(request: GenerationRequest, model: str) -> list[dict[str, object]]:
     """History then the new prompt, as alternating user/model contents."""
     history = request.conversation_history
-    if not history:  # a first generation: the new prompt alone, rules included
-        prompt = compose_prompt(
-            request.prompt, width=request.width, height=request.height, rules=request.rules_preamble
-        )
-        return [
-            {
-                "role": "user",
-                "parts": _user_parts(prompt, request.input_image, request.input_mime_type),
-            }
-        ]
     # The rules and the size go on the first user turn with text (the new prompt at the
     # latest), and only there, so a replayed history reads as it did when first sent.
     first_user = next(
