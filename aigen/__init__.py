@@ -28,7 +28,10 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._circuit import CircuitBreaker
-    from ._client import AsyncClient, Client
+    from ._async_client import AsyncClient
+    from ._store import CircuitStore, MemoryStore, RateLimitStore
+    from ._sync_client import Client
+    from ._transport import DefaultAsyncHttpxClient, DefaultHttpxClient
     from ._conversation import AsyncConversation, Conversation, ConversationState
     from ._models import (
         GenerationRequest,
@@ -39,8 +42,8 @@ if TYPE_CHECKING:
         TurnPart,
         Usage,
     )
-    from ._ratelimit import MemoryRateLimitStore, RateLimit, RateLimitStore
-    from ._retry import RetryPolicy
+    from ._ratelimit import MemoryRateLimitStore, RateLimit
+    from ._retry import RetryEvent, RetryPolicy
     from .providers import Provider
 
 # The clients and models are imported on first use, as pydantic does for its own names:
@@ -49,8 +52,10 @@ if TYPE_CHECKING:
 # and always here, so `except aigen.RateLimitError` never pays for more.
 _LAZY: dict[str, str] = {
     "CircuitBreaker": "._circuit",
-    "AsyncClient": "._client",
-    "Client": "._client",
+    "AsyncClient": "._async_client",
+    "Client": "._sync_client",
+    "DefaultAsyncHttpxClient": "._transport",
+    "DefaultHttpxClient": "._transport",
     "AsyncConversation": "._conversation",
     "Conversation": "._conversation",
     "ConversationState": "._conversation",
@@ -63,7 +68,10 @@ _LAZY: dict[str, str] = {
     "Usage": "._models",
     "MemoryRateLimitStore": "._ratelimit",
     "RateLimit": "._ratelimit",
-    "RateLimitStore": "._ratelimit",
+    "CircuitStore": "._store",
+    "MemoryStore": "._store",
+    "RateLimitStore": "._store",
+    "RetryEvent": "._retry",
     "RetryPolicy": "._retry",
     "Provider": ".providers",
 }
@@ -102,15 +110,19 @@ __all__ = [
     "BadRequestError",
     "CircuitBreaker",
     "CircuitOpenError",
+    "CircuitStore",
     "Client",
     "ConfigurationError",
     "ContentPolicyError",
     "Conversation",
     "ConversationState",
+    "DefaultAsyncHttpxClient",
+    "DefaultHttpxClient",
     "GenerationError",
     "GenerationRequest",
     "GenerationResponse",
     "MemoryRateLimitStore",
+    "MemoryStore",
     "NoImageError",
     "NotFoundError",
     "Provider",
@@ -120,6 +132,7 @@ __all__ = [
     "RateLimitError",
     "RateLimitInfo",
     "RateLimitStore",
+    "RetryEvent",
     "RetryPolicy",
     "ServerError",
     "Turn",

@@ -5,16 +5,14 @@ provider is down (a 5xx, a connection error, a timeout: the errors aigen retries
 aside). Then open: calls fail at once with `CircuitOpenError`, nothing sent, until
 `reset_timeout` has passed. Then one call goes through as a probe: if it succeeds, or
 fails in a way that shows the provider is up (a 4xx, a safety block), the circuit closes;
-if it fails like the others, it opens again. State changes take a lock held for a few
-instructions, so one breaker serves every thread of a `Client` and every task of an
-`AsyncClient`.
+if it fails like the others, it opens again. A call that aigen held back itself, or that
+was cancelled, counts as nothing.
+
+The state lives in a `CircuitStore` (aigen/_store.py); `Breaker` only builds the
+operations, which the call's flow yields to the client's driver.
 """
 
 from __future__ import annotations
-
-import threading
-from collections.abc import Callable
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,10 +22,9 @@ from ._errors import (
     CircuitOpenError,
     ServerError,
 )
+from ._store import Admit, CallOutcome, CircuitStore, CircuitVerdict, MemoryStore, Record
 
-__all__ = ["CircuitBreaker", "CircuitState", "counts_against_provider"]
-
-State = Literal["closed", "open", "half_open"]
+__all__ = ["Breaker", "CircuitBreaker", "counts_against_provider", "outcome_of"]
 
 
 class CircuitBreaker(BaseModel):
@@ -37,12 +34,14 @@ class CircuitBreaker(BaseModel):
       connection error, timeout) that open the circuit. 4xx answers and safety blocks
       never count: they show the provider is up.
     - `reset_timeout`: seconds the circuit stays open before one probe call is let through.
+    - `store`: where the state lives; one `MemoryStore` per client by default.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     failure_threshold: int = Field(default=5, ge=1)
     reset_timeout: float = Field(default=30.0, gt=0)
+    store: CircuitStore | None = Field(default=None, repr=False)
 
 
 def counts_against_provider(error: BaseException) -> bool:
@@ -52,63 +51,38 @@ def counts_against_provider(error: BaseException) -> bool:
     return isinstance(error, (ServerError, APIConnectionError, APITimeoutError))
 
 
-class CircuitState:
-    """One breaker's state, shared by all calls of one client; `clock` is monotonic."""
+def outcome_of(error: BaseException | None) -> CallOutcome:
+    """What a call that ended with `error` (`None`: success) tells the breaker."""
+    if error is None:
+        return "success"
+    if getattr(error, "held_back", False):
+        return "nothing"
+    return "failure" if counts_against_provider(error) else "success"
 
-    def __init__(self, settings: CircuitBreaker, clock: Callable[[], float]) -> None:
+
+class Breaker:
+    """One client's breaker: the store operations that admit calls and count outcomes."""
+
+    def __init__(self, settings: CircuitBreaker, *, key: str) -> None:
         self.settings = settings
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._state: State = "closed"
-        self._failures = 0
-        self._opened_at = 0.0
-        self._probe_out = False
+        self.key = key
+        self.store: CircuitStore = settings.store or MemoryStore()
 
-    @property
-    def state(self) -> State:
-        """`"closed"`, `"open"` or `"half_open"` (a probe may go, or is out)."""
-        with self._lock:
-            return self._state
+    def admit(self, now: float) -> Admit:
+        """Ask whether a call may go."""
+        return Admit(self.key, now, self.settings.reset_timeout)
 
-    def admit(self) -> bool:
-        """Let a call through, or raise `CircuitOpenError`.
+    def record(self, now: float, outcome: CallOutcome, *, probe: bool) -> Record:
+        """Count how an admitted call ended."""
+        return Record(self.key, now, outcome, probe, self.settings.failure_threshold)
 
-        Returns True when the call is the probe of a half-open circuit.
-        """
-        with self._lock:
-            if self._state == "closed":
-                return False
-            waited = self._clock() - self._opened_at
-            if self._state == "open" and waited >= self.settings.reset_timeout:
-                self._state = "half_open"
-            if self._state == "half_open" and not self._probe_out:
-                self._probe_out = True
-                return True
-            left = max(0.0, self.settings.reset_timeout - waited)
-            raise CircuitOpenError(
-                f"the last {self._failures} calls failed, so this one was not sent; "
-                + (
-                    "a probe call is deciding whether the provider is back"
-                    if self._state == "half_open"
-                    else f"the next call goes through in {left:.1f} s"
-                )
-            )
 
-    def record(self, error: BaseException | None, *, probe: bool) -> None:
-        """Count how a call ended: `None` for success."""
-        with self._lock:
-            if probe:
-                self._probe_out = False
-            if error is None or not counts_against_provider(error):
-                self._state = "closed"
-                self._failures = 0
-                return
-            self._failures += 1
-            if probe or self._failures >= self.settings.failure_threshold:
-                self._state = "open"
-                self._opened_at = self._clock()
-
-    def abandon_probe(self) -> None:
-        """A probe that ended without an answer (cancelled): let another call probe."""
-        with self._lock:
-            self._probe_out = False
+def refusal(verdict: CircuitVerdict) -> CircuitOpenError:
+    """The error for a call the breaker did not let through."""
+    if verdict.decision == "probing":
+        why = "a probe call is deciding whether the provider is back"
+    else:
+        why = f"the next call goes through in {verdict.reopens_in:.1f} s"
+    return CircuitOpenError(
+        f"the last {verdict.failures} calls failed, so this one was not sent; {why}"
+    )

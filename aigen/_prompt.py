@@ -19,7 +19,8 @@ def compose_prompt(prompt: str, *, width: int | None, height: int | None, rules:
     """The prompt as sent: with the rules preamble when `rules`, and the exact size stated.
 
     Image models take an aspect ratio, not pixels, so the pixels the user asked for are
-    written into the prompt too, whether or not the rules are on.
+    written into the prompt too, whether or not the rules are on. A conversation's later
+    turns pass `rules=False`: the rules open it once, the size line goes on every turn.
     """
     has_size = width is not None and height is not None
     if rules:

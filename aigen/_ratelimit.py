@@ -5,21 +5,20 @@ time"): each attempt reserves the next free slot and is told how long to wait fo
 every thread and task of a client queues fairly without a background thread. The rate
 adapts: a 429 halves it, each success adds back a twentieth of the configured rate
 (additive increase, multiplicative decrease), and the provider's own rate-limit headers
-cap it or hold sending until their reset. The state lives behind `RateLimitStore`, so a
-store shared between processes can replace the in-memory one.
+cap it or hold sending until their reset.
+
+`RateLimiter` only decides: it returns the store operations (aigen/_store.py) that carry
+its decisions out, and the call's flow yields them to the client's driver.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._models import RateLimitInfo
+from ._store import ChangeRate, Hold, MemoryStore, RateChange, RateLimitStore, Refund, Reserve
 
 __all__ = ["MemoryRateLimitStore", "RateLimit", "RateLimitStore", "RateLimiter"]
 
@@ -30,6 +29,9 @@ INCREASE_FRACTION = 0.05
 # stall a client for minutes on its own.
 FLOOR_FRACTION = 0.05
 
+# The in-process store's older name, kept for code written against it.
+MemoryRateLimitStore = MemoryStore
+
 
 class RateLimit(BaseModel):
     """How fast a client may send (pass as `rate_limit=`).
@@ -37,7 +39,7 @@ class RateLimit(BaseModel):
     - `requests_per_minute`: the steady rate, shared by every call of the client.
     - `burst`: how many requests may go at once after a quiet spell.
     - `adaptive`: lower the rate on 429s and raise it back on successes.
-    - `store`: where the state lives; one `MemoryRateLimitStore` per client by default.
+    - `store`: where the state lives; one `MemoryStore` per client by default.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -48,150 +50,67 @@ class RateLimit(BaseModel):
     store: RateLimitStore | None = Field(default=None, repr=False)
 
 
-@dataclass
-class BucketState:
-    """What the store keeps per key: the next free slot, the rate, and any hold."""
-
-    arrival: float
-    requests_per_minute: float
-    held_until: float = 0.0
-
-
-@runtime_checkable
-class RateLimitStore(Protocol):
-    """Where limiter state lives. Each method must be atomic for its key."""
-
-    def reserve(
-        self,
-        key: str,
-        now: float,
-        burst: int,
-        default_rate: float,
-        max_wait: float | None = None,
-    ) -> float:
-        """Return the seconds to wait for the next slot (0: now) and take that slot,
-        unless the wait is longer than `max_wait`: then leave it for others."""
-        ...
-
-    def hold_until(self, key: str, until: float, default_rate: float) -> None:
-        """Give out no slot that starts before `until`, whatever the rate becomes."""
-        ...
-
-    def update_rate(self, key: str, change: Callable[[float], float], default_rate: float) -> float:
-        """Replace the rate with `change(rate)`; return the new rate."""
-        ...
-
-
-class MemoryRateLimitStore:
-    """The in-process store: a dict behind a lock, shared by threads and tasks alike."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._buckets: dict[str, BucketState] = {}
-
-    def _bucket(self, key: str, now: float, default_rate: float) -> BucketState:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = BucketState(now, default_rate)
-        return bucket
-
-    def reserve(
-        self,
-        key: str,
-        now: float,
-        burst: int,
-        default_rate: float,
-        max_wait: float | None = None,
-    ) -> float:
-        with self._lock:
-            bucket = self._bucket(key, now, default_rate)
-            interval = 60.0 / bucket.requests_per_minute
-            tolerance = interval * (burst - 1)
-            start = max(now, bucket.held_until)
-            arrival = max(bucket.arrival, start)
-            wait = max(0.0, arrival - tolerance - now, start - now)
-            if max_wait is None or wait <= max_wait:
-                bucket.arrival = arrival + interval
-            return wait
-
-    def hold_until(self, key: str, until: float, default_rate: float) -> None:
-        with self._lock:
-            bucket = self._bucket(key, until, default_rate)
-            bucket.held_until = max(bucket.held_until, until)
-
-    def update_rate(self, key: str, change: Callable[[float], float], default_rate: float) -> float:
-        with self._lock:
-            bucket = self._bucket(key, 0.0, default_rate)
-            bucket.requests_per_minute = change(bucket.requests_per_minute)
-            return bucket.requests_per_minute
-
-
 class RateLimiter:
-    """One client's limiter: reserves slots and adapts the rate; `clock` is wall time."""
+    """One client's limiter: the store operations that reserve slots and adapt the rate.
 
-    def __init__(
-        self,
-        settings: RateLimit,
-        *,
-        key: str,
-        clock: Callable[[], float],
-        max_hold: float = math.inf,
-    ) -> None:
+    Every method takes `now` (wall-clock seconds, shared by processes that share a store)
+    and returns operations; nothing here touches the store.
+    """
+
+    def __init__(self, settings: RateLimit, *, key: str, max_hold: float = math.inf) -> None:
         self.settings = settings
         self.key = key
-        self.store: RateLimitStore = settings.store or MemoryRateLimitStore()
-        self._clock = clock
+        self.store: RateLimitStore = settings.store or MemoryStore()
         self._ceiling = settings.requests_per_minute
         # A server wait longer than this makes its call give up (RetryPolicy's
         # max_retry_after); holding every later call for it would stall the client.
         self._max_hold = max_hold
 
-    def reserve(self, max_wait: float | None = None) -> float:
-        """Seconds to wait before the next attempt may be sent.
+    def reserve(self, now: float, max_wait: float | None = None, cost: int = 1) -> Reserve:
+        """The slot for the next attempt; a wait over `max_wait` takes no slot."""
+        return Reserve(self.key, now, self.settings.burst, self._ceiling, max_wait, cost)
 
-        When that is more than `max_wait`, the slot is not taken: a call that gives up
-        costs the others nothing.
-        """
-        return self.store.reserve(
-            self.key, self._clock(), self.settings.burst, self._ceiling, max_wait
-        )
+    def refund(self, now: float, cost: int = 1) -> Refund:
+        """Give back a reserved slot that no request used."""
+        return Refund(self.key, now, self._ceiling, cost)
 
-    def succeeded(self, info: RateLimitInfo | None) -> None:
+    def succeeded(self, now: float, info: RateLimitInfo | None) -> list[Hold | ChangeRate]:
         """An attempt got an answer: raise the rate a step and heed the headers."""
-        self._heed(info)
+        ops = self._heed(now, info)
         if self.settings.adaptive:
             step = self.settings.requests_per_minute * INCREASE_FRACTION
-            self.store.update_rate(
-                self.key, lambda rate: min(self._ceiling, rate + step), self._ceiling
-            )
+            ops.append(self._change(RateChange(step=step, ceiling=self._ceiling)))
+        return ops
 
-    def rate_limited(self, retry_after: float | None, info: RateLimitInfo | None) -> None:
+    def rate_limited(
+        self, now: float, retry_after: float | None, info: RateLimitInfo | None
+    ) -> list[Hold | ChangeRate]:
         """The provider said 429: halve the rate, and send nothing before its hint."""
-        self._heed(info)
+        ops = self._heed(now, info)
         if retry_after is not None:
-            self._hold(retry_after)
+            ops.extend(self._hold(now, retry_after))
         if self.settings.adaptive:
             floor = min(self._ceiling, self.settings.requests_per_minute * FLOOR_FRACTION)
-            self.store.update_rate(
-                self.key,
-                lambda rate: min(self._ceiling, max(floor, rate * DECREASE_FACTOR)),
-                self._ceiling,
-            )
+            change = RateChange(factor=DECREASE_FACTOR, floor=floor, ceiling=self._ceiling)
+            ops.append(self._change(change))
+        return ops
 
-    def rate(self) -> float:
-        """The current rate, in requests per minute."""
-        return self.store.update_rate(self.key, lambda rate: rate, self._ceiling)
-
-    def _heed(self, info: RateLimitInfo | None) -> None:
+    def _heed(self, now: float, info: RateLimitInfo | None) -> list[Hold | ChangeRate]:
+        ops: list[Hold | ChangeRate] = []
         if info is None:
-            return
+            return ops
         if info.limit_requests is not None and 0 < info.limit_requests < self._ceiling:
             # The server's own per-minute limit is lower than ours: it wins.
             self._ceiling = float(info.limit_requests)
-            self.store.update_rate(self.key, lambda rate: min(rate, self._ceiling), self._ceiling)
+            ops.append(self._change(RateChange(ceiling=self._ceiling)))
         if info.remaining_requests == 0 and info.reset_requests is not None:
-            self._hold(info.reset_requests)
+            ops.extend(self._hold(now, info.reset_requests))
+        return ops
 
-    def _hold(self, seconds: float) -> None:
+    def _change(self, change: RateChange) -> ChangeRate:
+        return ChangeRate(self.key, change, self._ceiling)
+
+    def _hold(self, now: float, seconds: float) -> list[Hold]:
         if seconds <= self._max_hold:
-            self.store.hold_until(self.key, self._clock() + seconds, self._ceiling)
+            return [Hold(self.key, now + seconds, self._ceiling)]
+        return []

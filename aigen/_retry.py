@@ -1,22 +1,23 @@
-"""The retry policy, server hints, and the tenacity callables both clients run.
+"""The retry policy, server hints, and the tenacity rules every call's flow runs.
 
 One `RetryPolicy` is turned into tenacity's `retry` / `wait` / `stop` / `before_sleep`
-here, once, and handed to `tenacity.Retrying` by `Client` and to
-`tenacity.AsyncRetrying` by `AsyncClient`: the two clients cannot drift apart.
+here, once per client, in a `tenacity.Retrying` that the flow (aigen/_flow.py) drives
+with `iter()`: tenacity answers "attempt", "sleep N" or the outcome, and the flow yields
+the attempt's actions or a `Sleep`. Nothing here sleeps, so both clients share it whole.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import RetryCallState
+from tenacity import RetryCallState, Retrying
 
 from ._constants import (
     DEFAULT_INITIAL_DELAY,
@@ -33,13 +34,9 @@ from ._errors import (
     QuotaExceededError,
 )
 
-__all__ = ["RetryPolicy", "parse_retry_after_headers"]
+__all__ = ["RetryEvent", "RetryPolicy", "RetryRules", "parse_retry_after_headers"]
 
 logger = logging.getLogger("aigen")
-
-R = TypeVar("R")
-A = TypeVar("A")
-
 
 class RetryPolicy(BaseModel):
     """How a call is retried; every client builds its tenacity loop from one of these.
@@ -124,78 +121,58 @@ def server_hint(error: BaseException | None) -> float | None:
     return error.retry_after if isinstance(error, APIError) else None
 
 
-class RetryLoop:
-    """The tenacity callables for one call: decide, wait, stop, log.
+@dataclass(frozen=True)
+class RetryEvent:
+    """One retry, as it is decided: which call, which attempt failed, why, and the wait.
 
-    Built per call, because the deadline is measured from the call's start. `clock` is a
-    monotonic clock and `jitter` returns a float in [0, 1); both are injected so tests
-    run without waiting and without chance.
+    Logged at INFO on the `aigen` logger, with the event itself as the record's `retry`
+    attribute (`record.retry`), for a log handler or a status line to read typed.
     """
 
-    def __init__(
-        self,
-        policy: RetryPolicy,
-        *,
-        generation_id: str,
-        clock: Callable[[], float],
-        jitter: Callable[[], float] = random.random,
-    ) -> None:
-        self.policy = policy
-        self.generation_id = generation_id
-        self._clock = clock
-        self._jitter = jitter
-        self._started = clock()
+    generation_id: str
+    attempt: int  # the attempt that failed, from 1
+    error: BaseException
+    wait: float  # seconds until the next attempt
+    server_hint: bool  # whether the wait is the server's own (Retry-After, RetryInfo, ...)
 
-    def build(self, retrying_class: Callable[..., R], sleep: Callable[[float], object]) -> R:
-        """Make a `tenacity.Retrying` or `AsyncRetrying` that carries out the policy."""
-        return retrying_class(
+
+class _RetryingCall(Protocol):
+    """What the retry rules read of a call (`GenerationCall`)."""
+
+    generation_id: str
+
+    def elapsed(self) -> float: ...
+
+    def jitter(self) -> float: ...
+
+
+class RetryRules:
+    """The tenacity callables that carry out a `RetryPolicy`: decide, wait, stop, log.
+
+    One instance serves every call of a client: each callable reads the call from the
+    `RetryCallState`'s first argument. `retrying()` puts them in a `tenacity.Retrying`
+    that is never asked to sleep or call anything: the flow drives it with `iter()`.
+    """
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+
+    def retrying(self) -> Retrying:
+        """A `tenacity.Retrying` that decides by these rules (driven through `iter()`)."""
+        return Retrying(
             retry=self.should_retry,
             wait=self.wait,
             stop=self.should_stop,
             before_sleep=self.log_retry,
-            sleep=sleep,
+            sleep=_never_sleep,
             reraise=True,
         )
 
-    def resume_after(
-        self, first_failure: BaseException, attempt: Callable[[A], R]
-    ) -> Callable[[A], R]:
-        """`attempt` as `tenacity.Retrying` should call it once the first attempt failed.
-
-        Clients make the first attempt outside tenacity, so a call that succeeds at once
-        pays nothing for the loop. When it fails, tenacity's first "attempt" raises that
-        same failure without sending anything, and the loop carries on from there: the
-        decisions, waits, logs and attempt numbers are those of a loop that made it.
-        """
-        replay = _Replay(first_failure)
-
-        def replay_then_attempt(arg: A) -> R:
-            replay()
-            return attempt(arg)
-
-        return replay_then_attempt
-
-    def resume_after_async(
-        self, first_failure: BaseException, attempt: Callable[[A], Awaitable[R]]
-    ) -> Callable[[A], Awaitable[R]]:
-        """`resume_after` for `tenacity.AsyncRetrying`, which awaits `attempt`."""
-        replay = _Replay(first_failure)
-
-        async def replay_then_attempt(arg: A) -> R:
-            replay()
-            return await attempt(arg)
-
-        return replay_then_attempt
-
-    def elapsed(self) -> float:
-        """Seconds since the call started."""
-        return self._clock() - self._started
-
-    def remaining(self) -> float | None:
+    def remaining(self, call: _RetryingCall) -> float | None:
         """Seconds left before the deadline, or `None` without one."""
         if self.policy.deadline is None:
             return None
-        return max(0.0, self.policy.deadline - self.elapsed())
+        return max(0.0, self.policy.deadline - call.elapsed())
 
     def should_retry(self, state: RetryCallState) -> bool:
         """tenacity `retry`: a retryable error whose server hint is not too long."""
@@ -212,7 +189,7 @@ class RetryLoop:
             return hint
         retry_number = state.attempt_number  # 1 after the first failed attempt
         base = self.policy.initial_delay * 2 ** (retry_number - 1)
-        jittered: float = base * (1 + JITTER_FRACTION * self._jitter())
+        jittered: float = base * (1 + JITTER_FRACTION * _call_of(state).jitter())
         return min(self.policy.max_delay, jittered)
 
     def should_stop(self, state: RetryCallState) -> bool:
@@ -221,34 +198,42 @@ class RetryLoop:
             return True
         if self.policy.deadline is None:
             return False
-        return self.elapsed() + state.upcoming_sleep > self.policy.deadline
+        return _call_of(state).elapsed() + state.upcoming_sleep > self.policy.deadline
 
     def log_retry(self, state: RetryCallState) -> None:
         """tenacity `before_sleep`: one log line per retry, with id, attempt, cause, wait."""
+        call = _call_of(state)
+        error = _error_of(state)
+        assert error is not None  # tenacity sleeps only after a failed attempt
+        event = RetryEvent(
+            generation_id=call.generation_id,
+            attempt=state.attempt_number,
+            error=error,
+            wait=state.upcoming_sleep,
+            server_hint=server_hint(error) is not None,
+        )
         logger.info(
             "generation %s: attempt %d failed (%s); retrying in %.2f s",
-            self.generation_id,
-            state.attempt_number,
-            _error_of(state),
-            state.upcoming_sleep,
+            event.generation_id,
+            event.attempt,
+            error,
+            event.wait,
             extra={
-                "generation_id": self.generation_id,
-                "attempt": state.attempt_number,
-                "wait_seconds": state.upcoming_sleep,
+                "generation_id": event.generation_id,
+                "attempt": event.attempt,
+                "wait_seconds": event.wait,
+                "retry": event,
             },
         )
 
 
-class _Replay:
-    """Raises the first attempt's failure once, then does nothing."""
+def _never_sleep(seconds: float) -> None:
+    raise AssertionError("aigen's flows sleep through their driver, never in tenacity")
 
-    def __init__(self, failure: BaseException) -> None:
-        self._failure: BaseException | None = failure
 
-    def __call__(self) -> None:
-        failure, self._failure = self._failure, None
-        if failure is not None:
-            raise failure
+def _call_of(state: RetryCallState) -> _RetryingCall:
+    call: _RetryingCall = state.args[0]
+    return call
 
 
 def _error_of(state: RetryCallState) -> BaseException | None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from aigen import AsyncClient, AsyncConversation, Client
+from aigen.testing import FakeClock, use_clock
 
 API_KEY = "test-key-0123456789-do-not-log"
 ENV_VARS = (
@@ -33,25 +34,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-class FakeTime:
-    """A clock that only moves when the code under test sleeps."""
-
-    def __init__(self, start: float = 1_750_000_000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
+# The clock that only moves when the code under test sleeps: aigen's public one.
+FakeTime = FakeClock
 
 
 class Facade:
@@ -83,10 +67,7 @@ class Facade:
 
 def install_fake_time(client: Client | AsyncClient, fake: FakeTime) -> None:
     """Point a client's clocks and sleep at `fake`."""
-    engine = client._engine
-    engine._clock = fake.monotonic
-    engine._wall_clock = fake.time
-    client._sleep = fake.sleep if isinstance(client, Client) else fake.asleep  # type: ignore[assignment]
+    use_clock(client, fake)
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -70,6 +70,14 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def size_line_of(text: str, prompt: str) -> str:
+    """What aigen added after `prompt` in a refinement's text: one line, or nothing."""
+    assert text.startswith(prompt), text
+    extra = text.removeprefix(prompt).strip()
+    assert "\n" not in extra, text
+    return extra
+
+
 # -- sending the history ---------------------------------------------------------------
 
 
@@ -87,10 +95,9 @@ def test_second_send_replays_the_first_exchange(make_client: Any, gemini: Any) -
     # The model's answer goes back verbatim: same parts, same order, each signature on
     # the part it arrived on.
     assert model_turn == answered_content(ANSWERS[0])
-    assert new_turn == {
-        "role": "user",
-        "parts": [{"text": "Make the text bigger and add more glow"}],
-    }
+    assert new_turn["role"] == "user"
+    (new_part,) = new_turn["parts"]
+    assert "1280x720" in size_line_of(new_part["text"], "Make the text bigger and add more glow")
     body = json.loads(gemini.calls[1].request.content)
     assert body["generationConfig"]["imageConfig"] == {"aspectRatio": "16:9"}
 
@@ -186,10 +193,44 @@ def test_preamble_only_on_the_first_user_turn_and_identical_on_replay(
     assert [content["role"] for content in third] == ["user", "model", "user", "model", "user"]
     assert third[0]["parts"][0]["text"] == opening
     assert contents(gemini, 1)[0]["parts"][0]["text"] == opening
-    assert third[2]["parts"] == [{"text": "Bigger text"}]
-    assert third[4]["parts"] == [{"text": "More glow"}]
+    # Later turns carry only the size line (the same one each time), never the rules.
+    (bigger,) = third[2]["parts"]
+    (glow,) = third[4]["parts"]
+    assert size_line_of(bigger["text"], "Bigger text") == size_line_of(glow["text"], "More glow")
     assert third[1] == answered_content(ANSWERS[0])
     assert third[3] == answered_content(ANSWERS[1])
+
+
+@pytest.mark.parametrize("rules", [True, False], ids=["rules", "no-rules"])
+def test_every_refinement_states_the_exact_size(make_client: Any, gemini: Any, rules: bool) -> None:
+    # SPEC: the exact pixels are stated in the prompt; a refinement asks for them too.
+    chat = make_client().conversation(width=1280, height=720, rules_preamble=rules)
+    chat.send("Thumbnail 'EPIC WIN'")
+    chat.send("Bigger text")
+    chat.send("More glow")
+    for index, prompt in ((1, "Bigger text"), (2, "More glow")):
+        (new_turn,) = contents(gemini, index)[-1]["parts"]
+        line = size_line_of(new_turn["text"], prompt)
+        assert "exactly 1280x720 pixels" in line
+        assert "Follow these rules" not in new_turn["text"]  # the rules go on the opening only
+
+
+def test_replayed_refinements_read_as_they_were_sent(make_client: Any, gemini: Any) -> None:
+    chat = make_client().conversation(width=1280, height=720)
+    chat.send("Thumbnail 'EPIC WIN'")
+    chat.send("Bigger text")
+    chat.send("More glow")
+    first, second, third = (contents(gemini, index) for index in range(3))
+    assert third[0] == second[0] == first[0]  # the opening, rules and size, as sent
+    assert third[2] == second[2]  # "Bigger text" with its size line, as sent
+    assert third[1] == answered_content(ANSWERS[0])
+    assert third[3] == answered_content(ANSWERS[1])
+    # The history keeps the user's own words; the size line is added when sending.
+    assert [turn.text for turn in chat.history[::2]] == [
+        "Thumbnail 'EPIC WIN'",
+        "Bigger text",
+        "More glow",
+    ]
 
 
 def test_history_is_a_list_of_turns(make_client: Any, gemini: Any) -> None:
@@ -255,7 +296,8 @@ def test_resume_from_a_saved_conversation(make_client: Any, gemini: Any) -> None
     first_sent, model_turn, new_turn = contents(gemini, 1)
     assert first_sent == contents(gemini, 0)[0]
     assert model_turn == answered_content(ANSWERS[0])
-    assert new_turn["parts"] == [{"text": "Bigger text"}]
+    (new_part,) = new_turn["parts"]
+    assert "1280x720" in size_line_of(new_part["text"], "Bigger text")  # the stored size
     body = json.loads(gemini.calls[1].request.content)
     assert body["generationConfig"]["imageConfig"] == {"aspectRatio": "16:9"}
     assert len(resumed.history) == 4

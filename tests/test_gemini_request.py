@@ -212,6 +212,41 @@ def test_no_preamble_and_no_size_sends_the_prompt_as_written(make_client: Any, g
     assert prompt_text(gemini) == prompt
 
 
+@pytest.mark.parametrize("rules", [True, False], ids=["rules", "no-rules"])
+def test_a_refinement_states_the_exact_pixels_too(
+    make_client: Any, gemini: Any, rules: bool
+) -> None:
+    history = [
+        {"role": "user", "text": "A fox"},
+        {"role": "model", "text": "Here it is.", "image_data": png(64, 48)},
+    ]
+    make_client().generate(
+        "Now in the snow",
+        width=1280,
+        height=720,
+        rules_preamble=rules,
+        conversation_history=history,
+    )
+    *_, new_turn = sent(gemini)["contents"]
+    assert new_turn["role"] == "user"
+    (part,) = new_turn["parts"]
+    text = part["text"]
+    assert text.startswith("Now in the snow")
+    extra = text.removeprefix("Now in the snow").strip()
+    assert "\n" not in extra  # one line, no second preamble
+    assert "exactly 1280x720 pixels" in extra
+    assert config(gemini)["imageConfig"] == {"aspectRatio": "16:9"}
+
+
+def test_a_refinement_without_a_size_is_sent_as_written(make_client: Any, gemini: Any) -> None:
+    history = [
+        {"role": "user", "text": "A fox"},
+        {"role": "model", "text": "Here it is.", "image_data": png(64, 48)},
+    ]
+    make_client().generate("  Now in the snow ", conversation_history=history)
+    assert sent(gemini)["contents"][-1]["parts"] == [{"text": "  Now in the snow "}]
+
+
 # -- GeminiOptions ---------------------------------------------------------------------
 
 

@@ -750,6 +750,25 @@ def test_conversation_opening_with_an_image_edits_it(make_client: Any, openai: R
     assert second.fields["prompt"] == "Now at night"
 
 
+@pytest.mark.parametrize("rules", [True, False], ids=["rules", "no-rules"])
+def test_every_refinement_states_the_exact_size(
+    make_client: Any, openai: Routes, rules: bool
+) -> None:
+    openai.generations.mock(side_effect=[answer(FIRST)])
+    openai.edits.mock(side_effect=[answer(SECOND), answer(THIRD)])
+    chat = client(make_client).conversation(width=1280, height=720, rules_preamble=rules)
+    chat.send("Thumbnail 'EPIC WIN'")
+    chat.send("Bigger text")
+    chat.send("More glow")
+    assert "1280x720" in sent_json(openai.generations)["prompt"]
+    for index, prompt in ((0, "Bigger text"), (1, "More glow")):
+        sent = sent_form(openai.edits, index).fields["prompt"]
+        assert sent.startswith(prompt)
+        extra = sent.removeprefix(prompt).strip()
+        assert "\n" not in extra  # one line, no second preamble
+        assert "exactly 1280x720 pixels" in extra
+
+
 # == answers ===========================================================================
 
 

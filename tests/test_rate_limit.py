@@ -567,7 +567,7 @@ def test_every_attempt_takes_a_slot(
         rate_limit=RateLimit(requests_per_minute=6),  # one slot every 10 s
         retry=RetryPolicy(max_retries=1, initial_delay=1.0),
     )
-    made.target._engine._jitter = lambda: 0.0
+    made.target._engine.jitter = lambda: 0.0
     started = fake_time.now
     assert made.generate("x").attempts == 2
     # Backoff waited 1 s, then the retry waited for its own slot, 10 s after the first.

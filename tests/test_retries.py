@@ -59,7 +59,7 @@ def failure(
 
 def pin_jitter(made: Any, value: float) -> None:
     """Make the jitter draw `value` (in [0, 1)) every time, for exact bounds."""
-    made.target._engine._jitter = lambda: value
+    made.target._engine.jitter = lambda: value
 
 
 def assert_backoff(

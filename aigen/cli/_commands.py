@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._client import Client
+from .._sync_client import Client
 from .._conversation import ConversationState
 from .._models import GenerationResponse
 from ._report import Reporter

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._client import Client
+from .._sync_client import Client
 from .._retry import RetryPolicy
 from ._report import Reporter
 

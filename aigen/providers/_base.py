@@ -3,7 +3,9 @@
 A provider is a plain object that knows one service's wire format. It builds an
 `HttpRequest` from a `GenerationRequest` and reads an `HttpResponse` back into a
 `ProviderAnswer` or a typed error. It never sends, sleeps or reads a clock: the clients
-do that, the same way for every provider.
+do that, the same way for every provider. A service that needs several exchanges per
+image (a queue to poll, a stream of events) also gives `exchange()`, a flow of the steps
+in aigen/providers/_steps.py.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class Provider(Protocol):
         (before anything is sent) for a request this provider cannot serve."""
         ...
 
-    def parse_response(self, response: HttpResponse, request: GenerationRequest) -> ProviderAnswer:
+    def parse_response(self, response: HttpResponse) -> ProviderAnswer:
         """Read a 2xx answer. Raise `ContentPolicyError` for a safety block,
         `NoImageError` for an answer without an image, `GenerationError` for a malformed body."""
         ...

@@ -167,7 +167,7 @@ class GeminiProvider:
 
     # -- response ------------------------------------------------------------------
 
-    def parse_response(self, response: HttpResponse, request: GenerationRequest) -> ProviderAnswer:
+    def parse_response(self, response: HttpResponse) -> ProviderAnswer:
         """Read a 200 answer: the image, or the safety block or text that came instead."""
         body = parse_json_body(response, NAME)
         if not isinstance(body, Mapping):
@@ -278,16 +278,16 @@ class GeminiProvider:
 def _contents(request: GenerationRequest, model: str) -> list[dict[str, object]]:
     """History then the new prompt, as alternating user/model contents."""
     history = request.conversation_history
-    # The rules and the size go on the first user turn with text (the new prompt at the
-    # latest), and only there, so a replayed history reads as it did when first sent.
+    # The rules go on the first user turn with text (the new prompt at the latest), and
+    # only there; the size line goes on every later one, as on OpenAI's refinements. A
+    # replayed turn is composed as it was when sent, so the history reads the same.
     first_user = next(
         (i for i, turn in enumerate(history) if turn.role == "user" and turn.text), len(history)
     )
 
-    def with_rules(text: str) -> str:
-        return compose_prompt(
-            text, width=request.width, height=request.height, rules=request.rules_preamble
-        )
+    def composed(text: str, index: int) -> str:
+        rules = request.rules_preamble and index == first_user
+        return compose_prompt(text, width=request.width, height=request.height, rules=rules)
 
     contents: list[dict[str, object]] = []
 
@@ -302,11 +302,11 @@ def _contents(request: GenerationRequest, model: str) -> list[dict[str, object]]
 
     for index, turn in enumerate(history):
         if turn.role == "user":
-            text = with_rules(turn.text) if turn.text and index == first_user else turn.text
+            text = composed(turn.text, index) if turn.text else turn.text
             add("user", _user_parts(text, turn.image_data, turn.mime_type))
         else:
             add("model", _model_parts(turn, needs_signatures=model.startswith("gemini-3")))
-    prompt = with_rules(request.prompt) if first_user == len(history) else request.prompt
+    prompt = composed(request.prompt, len(history))
     add("user", _user_parts(prompt, request.input_image, request.input_mime_type))
     return contents
 

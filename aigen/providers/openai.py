@@ -248,7 +248,7 @@ class OpenAIProvider:
 
     # -- response ------------------------------------------------------------------
 
-    def parse_response(self, response: HttpResponse, request: GenerationRequest) -> ProviderAnswer:
+    def parse_response(self, response: HttpResponse) -> ProviderAnswer:
         """Read `data[0].b64_json`, the usage and the rate-limit headers."""
         body = parse_json_body(response, NAME)
         if not isinstance(body, Mapping):

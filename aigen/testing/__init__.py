@@ -23,11 +23,14 @@ Outcomes (each provider says them its own way): `success()`, `stall()`, `overloa
 transport faults: `reset()`, `endless_body()`, `gzip_bomb()`, `oversized()`, and raw
 answers: `error()`, `gemini_error()`, `openai_error()`, `Reply(...)`.
 
-Also here: `aigen.testing.pytest_plugin` (opt-in fixtures `fake_gemini`, `fake_openai`,
+`FakeClock` and `use_clock(client, clock)` put a client on a clock that only moves when
+it sleeps, so waits and deadlines are tested without waiting. Also here:
+`aigen.testing.pytest_plugin` (opt-in fixtures `fake_gemini`, `fake_openai`,
 `aigen_client`) and `aigen.testing.respx` (the same fakes without a socket). See
 docs/testing.md.
 """
 
+from ._clock import FakeClock, use_clock
 from ._faults import ENDLESS_LIMIT, GZIP_BOMB_SIZE, endless_body, gzip_bomb, oversized, reset
 from ._gemini import gemini_error
 from ._openai import OPENAI_RATE_LIMIT_HEADERS, openai_error, openai_error_body
@@ -65,6 +68,7 @@ __all__ = [
     "TEST_API_KEY",
     "ClientOptions",
     "Drop",
+    "FakeClock",
     "FakeGemini",
     "FakeOpenAI",
     "FakeServer",
@@ -99,4 +103,5 @@ __all__ = [
     "stall",
     "success",
     "text_only",
+    "use_clock",
 ]

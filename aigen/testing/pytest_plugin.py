@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from .._client import Client
+from .._sync_client import Client
 from .._retry import RetryPolicy
 from ._script import TEST_API_KEY, ScriptedAPI
 from ._server import FakeGemini, FakeOpenAI
