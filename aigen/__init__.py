@@ -27,11 +27,8 @@ from ._errors import (
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._circuit import CircuitBreaker
     from ._async_client import AsyncClient
-    from ._store import CircuitStore, MemoryStore, RateLimitStore
-    from ._sync_client import Client
-    from ._transport import DefaultAsyncHttpxClient, DefaultHttpxClient
+    from ._circuit import CircuitBreaker
     from ._conversation import AsyncConversation, Conversation, ConversationState
     from ._models import (
         GenerationRequest,
@@ -44,6 +41,9 @@ if TYPE_CHECKING:
     )
     from ._ratelimit import MemoryRateLimitStore, RateLimit
     from ._retry import RetryEvent, RetryPolicy
+    from ._store import CircuitStore, MemoryStore, RateLimitStore
+    from ._sync_client import Client
+    from ._transport import DefaultAsyncHttpxClient, DefaultHttpxClient
     from .providers import Provider
 
 # The clients and models are imported on first use, as pydantic does for its own names:

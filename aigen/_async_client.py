@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -46,7 +47,7 @@ from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
 from ._sync_client import CallAbandoned, _monotonic_deadline
 from ._transport import DefaultAsyncHttpxClient, exchange_deadline
-from .providers import Provider
+from .providers import AnyProvider
 
 __all__ = ["AsyncClient"]
 
@@ -65,7 +66,7 @@ class AsyncClient(BaseClient[AsyncConversation]):
     def __init__(
         self,
         *,
-        provider: str | Provider | None = None,
+        provider: str | AnyProvider | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
         model: str | None = None,
@@ -99,6 +100,8 @@ class AsyncClient(BaseClient[AsyncConversation]):
         # What belongs to one event loop: the pool's connections and the slots' semaphore.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._loop_guard: AsyncGenerator[None, None] | None = None
+        self._closed = False
 
     async def generate(
         self, request: GenerationRequest | str, /, **fields: Unpack[GenerationFields]
@@ -146,25 +149,31 @@ class AsyncClient(BaseClient[AsyncConversation]):
             raise
 
     def _enter_loop(self) -> None:
-        """Check the pool is open, and make this loop's semaphore if the loop is new."""
-        if self._http.is_closed:
+        """Check the client is open, and give a new event loop its own pool and slots."""
+        if self._closed or (self._http.is_closed and not self._owns_http_client):
             raise closed_client(self)
         loop = asyncio.get_running_loop()
         if loop is self._loop:
             return
-        if self._loop is not None and not self._owns_http_client:
-            raise ConfigurationError(
-                "this AsyncClient's http_client was used on another event loop, and its "
-                "connections belong to that loop: make one http_client (and AsyncClient) "
-                "per event loop, e.g. in your app's startup"
-            )
         if self._loop is not None:
-            # aigen's own pool: start afresh on this loop. The old loop's connections
-            # cannot be closed from here; they go with that loop.
+            if not self._owns_http_client:
+                raise ConfigurationError(
+                    "this AsyncClient's http_client was used on another event loop, and its "
+                    "connections belong to that loop: make one http_client (and AsyncClient) "
+                    "per event loop, e.g. in your app's startup"
+                )
+            # aigen's own pool: a fresh one for this loop (the last loop's closed with it).
             self._http = DefaultAsyncHttpxClient(timeout=self._timeout)
         self._loop = loop
         if self._max_concurrency:
             self._slots = asyncio.Semaphore(self._max_concurrency)
+        if self._owns_http_client:
+            # An async generator left open is closed by the loop as it shuts down
+            # (asyncio.run, pytest-asyncio): it closes this loop's connections then,
+            # while the loop can still close them.
+            self._loop_guard = _close_at_loop_end(self._http)
+            with contextlib.suppress(StopIteration):  # the generator is at its yield
+                self._loop_guard.asend(None).send(None)
 
     # -- the driver ------------------------------------------------------------------------
 
@@ -253,6 +262,9 @@ class AsyncClient(BaseClient[AsyncConversation]):
 
     async def aclose(self) -> None:
         """Close the connection pool (not a `http_client` you passed in)."""
+        self._closed = True
+        if self._loop_guard is not None:
+            await self._loop_guard.aclose()  # which closes the pool
         if self._owns_http_client:
             await self._http.aclose()
 
@@ -292,6 +304,14 @@ class _Stream:
         if self._response is not None:
             await self._response.aclose()
             self._response = None
+
+
+async def _close_at_loop_end(http: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Never finishes on its own; closing it (as a loop shutting down does) closes `http`."""
+    try:
+        yield
+    finally:
+        await http.aclose()
 
 
 async def _nothing() -> AsyncIterator[bytes]:

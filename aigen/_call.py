@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from ._actions import TransportFailure
 from ._body import BodyReader, too_large
@@ -22,7 +22,7 @@ from ._images import image_size, sniff_mime_type
 from ._models import GenerationRequest, GenerationResponse
 from ._redact import redact_bytes, redact_value
 from ._retry import parse_retry_after_headers
-from .providers import ErrorContext, ProviderAnswer
+from .providers import ErrorContext, Provider, ProviderAnswer
 from .providers._steps import ProviderFlow
 
 if TYPE_CHECKING:
@@ -147,7 +147,8 @@ class GenerationCall:
     def read_answer(self, response: HttpResponse) -> ProviderAnswer:
         """What the provider reads from a 2xx answer (or the error it raises)."""
         try:
-            return self.settings.provider.parse_response(response)
+            # Only a single-exchange provider's answer is read here (see Engine.start).
+            return cast(Provider, self.settings.provider).parse_response(response)
         except GenerationError as error:
             raise self.stamp(error) from None
 

@@ -20,7 +20,6 @@ from ._body import ACCEPTED_ENCODINGS, BodyReader
 from ._circuit import CircuitBreaker
 from ._clock import Clock
 from ._config import resolve_settings
-from ._constants import DEFAULT_TIMEOUT
 from ._conversation import AsyncConversation, Conversation, ConversationState
 from ._core import Engine, as_request
 from ._errors import ConfigurationError, GenerationError
@@ -28,7 +27,7 @@ from ._http import HttpRequest
 from ._models import MAX_SEED, GenerationRequest, GenerationResponse, Turn
 from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
-from .providers import Provider
+from .providers import AnyProvider
 
 __all__ = [
     "HTTPX_ERRORS",
@@ -95,7 +94,7 @@ class BaseClient(Generic[ConversationT]):
     def __init__(
         self,
         *,
-        provider: str | Provider | None,
+        provider: str | AnyProvider | None,
         api_key: str | None,
         base_url: str | None,
         model: str | None,
@@ -128,7 +127,7 @@ class BaseClient(Generic[ConversationT]):
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
 
     @property
-    def provider(self) -> Provider:
+    def provider(self) -> AnyProvider:
         """The provider adapter this client talks through."""
         return self._engine.settings.provider
 
@@ -254,4 +253,3 @@ def prepare_batch(
     if concurrency < 1:
         raise ConfigurationError(f"concurrency must be 1 or more, got {concurrency}")
     return [as_request(request, {}) for request in requests]
-

@@ -19,7 +19,7 @@ from ._constants import (
 from ._errors import ConfigurationError
 from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
-from .providers import BUILTIN_PROVIDERS, Provider, builtin_provider
+from .providers import BUILTIN_PROVIDERS, AnyProvider, MultiStepProvider, Provider, builtin_provider
 
 __all__ = ["Settings", "resolve_settings"]
 
@@ -28,7 +28,7 @@ __all__ = ["Settings", "resolve_settings"]
 class Settings:
     """A client's resolved configuration; the key is kept out of the repr."""
 
-    provider: Provider
+    provider: AnyProvider
     api_key: str = field(repr=False)
     base_url: str
     model: str
@@ -41,7 +41,7 @@ class Settings:
 
 def resolve_settings(
     *,
-    provider: str | Provider | None,
+    provider: str | AnyProvider | None,
     api_key: str | None,
     base_url: str | None,
     model: str | None,
@@ -90,13 +90,13 @@ def resolve_settings(
     )
 
 
-def _resolve_provider(provider: str | Provider | None, env: Mapping[str, str]) -> Provider:
+def _resolve_provider(provider: str | AnyProvider | None, env: Mapping[str, str]) -> AnyProvider:
     if provider is not None and not isinstance(provider, str):
-        if not isinstance(provider, Provider):
+        if not isinstance(provider, (Provider, MultiStepProvider)):
             raise ConfigurationError(
                 f"provider={provider!r} is neither a provider name nor a Provider: it needs "
                 "name, default_model, default_base_url, api_key_env_vars, takes_seed, "
-                "build_request, parse_response and parse_error"
+                "build_request, parse_response and parse_error (or exchange and parse_error)"
             )
         return provider
     name = provider or env.get(ENV_PROVIDER) or _infer_provider_name(env)
@@ -113,7 +113,7 @@ def _infer_provider_name(env: Mapping[str, str]) -> str:
     return with_keys[0] if len(with_keys) == 1 else DEFAULT_PROVIDER
 
 
-def _resolve_api_key(api_key: str | None, provider: Provider, env: Mapping[str, str]) -> str:
+def _resolve_api_key(api_key: str | None, provider: AnyProvider, env: Mapping[str, str]) -> str:
     if api_key is not None:
         if not api_key.strip():
             raise ConfigurationError(
@@ -129,7 +129,7 @@ def _resolve_api_key(api_key: str | None, provider: Provider, env: Mapping[str, 
 
 
 def _resolve_base_url(
-    base_url: str | None, provider: Provider, env: Mapping[str, str], allow_insecure_http: bool
+    base_url: str | None, provider: AnyProvider, env: Mapping[str, str], allow_insecure_http: bool
 ) -> str:
     url = (base_url or env.get(ENV_BASE_URL) or provider.default_base_url).strip().rstrip("/")
     parts = urlsplit(url)

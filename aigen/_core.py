@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from typing import cast
 
 from ._call import GenerationCall
 from ._circuit import Breaker
@@ -20,7 +21,7 @@ from ._config import Settings
 from ._models import GenerationRequest
 from ._ratelimit import RateLimiter
 from ._retry import RetryRules
-from .providers import RequestContext
+from .providers import Provider, RequestContext
 from .providers._steps import ProviderFlow
 
 __all__ = ["Engine", "as_request"]
@@ -70,8 +71,12 @@ class Engine:
         context = RequestContext(
             model=model, seed=seed, base_url=self.settings.base_url, api_key=self.settings.api_key
         )
-        steps = _started_exchange(provider, request, context)
-        http_request = provider.build_request(request, context) if steps is None else None
+        exchange = getattr(provider, "exchange", None)  # a MultiStepProvider's flow
+        if exchange is None:
+            http_request = cast(Provider, provider).build_request(request, context)
+            steps: ProviderFlow | None = None
+        else:
+            http_request, steps = None, exchange(request, context)
         generation_id = str(uuid.uuid4())
         logger.debug(
             "generation %s: %s (provider %s, model %s)",
@@ -92,17 +97,6 @@ class Engine:
             seed=seed,
             steps=steps,
         )
-
-
-def _started_exchange(
-    provider: object, request: GenerationRequest, context: RequestContext
-) -> ProviderFlow | None:
-    """A multi-step provider's `exchange()` flow, or `None` for a single exchange."""
-    exchange = getattr(provider, "exchange", None)
-    if exchange is None:
-        return None
-    steps: ProviderFlow = exchange(request, context)
-    return steps
 
 
 def as_request(request: GenerationRequest | str, fields: Mapping[str, object]) -> GenerationRequest:

@@ -66,7 +66,9 @@ def generation_flow(call: GenerationCall) -> Flow[GenerationResponse]:
         raise  # closed without a driver: there is no one left to ask the store
     except BaseException as error:
         # A cancelled call, like one aigen held back, tells the breaker nothing.
-        outcome: CallOutcome = outcome_of(error) if isinstance(error, GenerationError) else "nothing"
+        outcome: CallOutcome = (
+            outcome_of(error) if isinstance(error, GenerationError) else "nothing"
+        )
         yield _record(call, outcome)
         raise
     yield _record(call, "success")
@@ -112,7 +114,9 @@ def _answer(call: GenerationCall) -> Flow[ProviderAnswer]:
     answer = call.read_answer(response)
     limiter = call.engine.limiter
     if limiter is not None:
-        yield from _ask(limiter.store, limiter.succeeded(call.engine.clock.time(), answer.rate_limit))
+        yield from _ask(
+            limiter.store, limiter.succeeded(call.engine.clock.time(), answer.rate_limit)
+        )
     return answer
 
 
@@ -134,7 +138,9 @@ def _provider_steps(call: GenerationCall, steps: ProviderFlow) -> Flow[ProviderA
                 reply = yield from _retried(call, step.request, paid=step.paid)
                 limiter = call.engine.limiter
                 if step.paid and limiter is not None:
-                    yield from _ask(limiter.store, limiter.succeeded(call.engine.clock.time(), None))
+                    yield from _ask(
+                        limiter.store, limiter.succeeded(call.engine.clock.time(), None)
+                    )
             elif type(step) is Stream:
                 reply = yield from _retried(call, step.request, paid=step.paid, stream=True)
             elif type(step) is NextChunk:
@@ -206,7 +212,9 @@ def _attempt(
         # A quota that waiting will not fix (QuotaExceededError) says nothing of the rate.
         if limiter is not None and type(error) is RateLimitError:
             now = call.engine.clock.time()
-            yield from _ask(limiter.store, limiter.rate_limited(now, error.retry_after, error.rate_limit))
+            yield from _ask(
+                limiter.store, limiter.rate_limited(now, error.retry_after, error.rate_limit)
+            )
         raise
 
 

@@ -38,6 +38,7 @@ __all__ = ["RetryEvent", "RetryPolicy", "RetryRules", "parse_retry_after_headers
 
 logger = logging.getLogger("aigen")
 
+
 class RetryPolicy(BaseModel):
     """How a call is retried; every client builds its tenacity loop from one of these.
 

@@ -41,7 +41,8 @@ CallOutcome = Literal["success", "failure", "nothing"]
 
 @dataclass(frozen=True, slots=True)
 class RateChange:
-    """A new rate from the current one, as data: `min(ceiling, max(floor, rate * factor + step))`."""
+    """A new rate from the current one, as data:
+    `min(ceiling, max(floor, rate * factor + step))`."""
 
     factor: float = 1.0
     step: float = 0.0

@@ -46,7 +46,7 @@ from ._models import GenerationFields, GenerationRequest, GenerationResponse
 from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
 from ._transport import DefaultHttpxClient, exchange_deadline
-from .providers import Provider
+from .providers import AnyProvider
 
 __all__ = ["Client"]
 
@@ -75,7 +75,7 @@ class Client(BaseClient[Conversation]):
     def __init__(
         self,
         *,
-        provider: str | Provider | None = None,
+        provider: str | AnyProvider | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
         model: str | None = None,

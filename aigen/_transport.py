@@ -7,14 +7,10 @@ and write of a `DefaultHttpxClient` / `DefaultAsyncHttpxClient` is capped to the
 
 from __future__ import annotations
 
-import ssl
-import time
-from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 from typing import Any
 
-import httpcore
 import httpx
 
 __all__ = [
@@ -34,8 +30,6 @@ POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=20)
 # A ContextVar, not a thread-local: each thread starts with none set, and each asyncio task
 # runs in a copy of its creator's context, so one call's deadline never leaks into another's.
 _DEADLINE: ContextVar[float | None] = ContextVar("aigen_exchange_deadline", default=None)
-_Secs = float | None
-_SockOpts = Iterable[tuple[Any, ...]]  # httpcore's socket options (its alias is not public)
 
 
 def current_deadline() -> float | None:
@@ -75,131 +69,6 @@ class _Deadline:
 _NO_DEADLINE = _Deadline(None)  # never sets a token, so one can serve every thread and task
 
 
-def _capped(timeout: float | None, expired: type[Exception]) -> float | None:
-    """`timeout`, shortened to the time left before the deadline; `expired` once none is."""
-    at = _DEADLINE.get()
-    if at is None:
-        return timeout
-    left = at - time.monotonic()
-    if left <= 0:
-        raise expired("the call's deadline passed")
-    return left if timeout is None or left < timeout else timeout
-
-
-class _CappedStream(httpcore.NetworkStream):
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
-        self._stream = stream
-
-    def read(self, max_bytes: int, timeout: _Secs = None) -> bytes:
-        return self._stream.read(max_bytes, _capped(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: _Secs = None) -> None:
-        self._stream.write(buffer, _capped(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: _Secs = None
-    ) -> httpcore.NetworkStream:
-        # httpcore gives the handshake the connect timeout, so it fails as a connect would.
-        capped = _capped(timeout, httpcore.ConnectTimeout)
-        return _CappedStream(self._stream.start_tls(ssl_context, server_hostname, timeout=capped))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _CappedBackend(httpcore.NetworkBackend):
-    def __init__(self, backend: httpcore.NetworkBackend) -> None:
-        self._backend = backend
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: _Secs = None,
-        local_address: str | None = None,
-        socket_options: _SockOpts | None = None,
-    ) -> httpcore.NetworkStream:
-        capped = _capped(timeout, httpcore.ConnectTimeout)
-        # Keywords, as httpcore itself calls a backend: the names are its API, not the order.
-        stream = self._backend.connect_tcp(
-            host, port, timeout=capped, local_address=local_address, socket_options=socket_options
-        )
-        return _CappedStream(stream)
-
-    def connect_unix_socket(
-        self, path: str, timeout: _Secs = None, socket_options: _SockOpts | None = None
-    ) -> httpcore.NetworkStream:
-        capped = _capped(timeout, httpcore.ConnectTimeout)
-        return _CappedStream(
-            self._backend.connect_unix_socket(path, timeout=capped, socket_options=socket_options)
-        )
-
-    def sleep(self, seconds: float) -> None:
-        # httpcore sleeps between connect retries: never past the deadline.
-        left = _capped(seconds, httpcore.ConnectTimeout)
-        self._backend.sleep(seconds if left is None else left)
-
-
-class _AsyncCappedStream(httpcore.AsyncNetworkStream):
-    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
-        self._stream = stream
-
-    async def read(self, max_bytes: int, timeout: _Secs = None) -> bytes:
-        return await self._stream.read(max_bytes, _capped(timeout, httpcore.ReadTimeout))
-
-    async def write(self, buffer: bytes, timeout: _Secs = None) -> None:
-        await self._stream.write(buffer, _capped(timeout, httpcore.WriteTimeout))
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    async def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: _Secs = None
-    ) -> httpcore.AsyncNetworkStream:
-        capped = _capped(timeout, httpcore.ConnectTimeout)
-        return _AsyncCappedStream(
-            await self._stream.start_tls(ssl_context, server_hostname, timeout=capped)
-        )
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _AsyncCappedBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, backend: httpcore.AsyncNetworkBackend) -> None:
-        self._backend = backend
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: _Secs = None,
-        local_address: str | None = None,
-        socket_options: _SockOpts | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        capped = _capped(timeout, httpcore.ConnectTimeout)
-        stream = await self._backend.connect_tcp(
-            host, port, timeout=capped, local_address=local_address, socket_options=socket_options
-        )
-        return _AsyncCappedStream(stream)
-
-    async def connect_unix_socket(
-        self, path: str, timeout: _Secs = None, socket_options: _SockOpts | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        capped = _capped(timeout, httpcore.ConnectTimeout)
-        stream = await self._backend.connect_unix_socket(
-            path, timeout=capped, socket_options=socket_options
-        )
-        return _AsyncCappedStream(stream)
-
-    async def sleep(self, seconds: float) -> None:
-        left = _capped(seconds, httpcore.ConnectTimeout)
-        await self._backend.sleep(seconds if left is None else left)
-
-
 def _cap_built_transports(client: httpx.Client | httpx.AsyncClient, kwargs: dict[str, Any]) -> None:
     """Cap the network backend of each transport httpx built itself for `client`."""
     # httpx has no public way to give its transports a network backend, and building them
@@ -214,12 +83,16 @@ def _cap_built_transports(client: httpx.Client | httpx.AsyncClient, kwargs: dict
         built = isinstance(transport, (httpx.HTTPTransport, httpx.AsyncHTTPTransport))
         if not built or any(transport is t for t in theirs):
             continue
+        import httpcore  # httpx has imported it by now, to build the transport
+
+        from ._capped_streams import AsyncCappedBackend, CappedBackend
+
         pool: Any = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
         if isinstance(backend, httpcore.NetworkBackend):
-            pool._network_backend = _CappedBackend(backend)
+            pool._network_backend = CappedBackend(backend)
         elif isinstance(backend, httpcore.AsyncNetworkBackend):
-            pool._network_backend = _AsyncCappedBackend(backend)
+            pool._network_backend = AsyncCappedBackend(backend)
 
 
 class DefaultHttpxClient(httpx.Client):

@@ -1,6 +1,8 @@
 """The circuit breaker (SPEC: Protecting the quota and the app; aigen/_circuit.py).
 
-- `CircuitState` alone, with a clock moved by hand: closed, open, half-open, the probe.
+- The breaker alone, with a clock moved by hand: `Breaker` builds the store operations
+  (`Admit`, `Record`), the store (`MemoryStore`, aigen/_store.py) keeps the state, and
+  `Circuit` below carries them out as a call's flow does: closed, open, half-open, the probe.
 - Both clients, for each provider, with fake time and a mocked endpoint (`kit`/`api`):
   what opens the circuit, what does not, that an open circuit sends nothing, and that
   after the cool-down one probe decides.
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +23,17 @@ import pydantic
 import pytest
 
 import aigen
-from aigen import CircuitBreaker, CircuitOpenError, RateLimit, RetryPolicy
-from aigen._circuit import CircuitState, counts_against_provider
+from aigen import (
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitStore,
+    MemoryStore,
+    RateLimit,
+    RetryPolicy,
+)
+from aigen._circuit import Breaker, counts_against_provider, outcome_of, refusal
+from aigen._errors import held_back
+from aigen._store import Admit, CircuitVerdict, Record
 from aigen.testing import FakeServer, fake_server, overloaded
 
 from .conftest import FakeTime
@@ -31,22 +43,41 @@ THRESHOLD = 3
 RESET = 30.0
 
 
-class Clock:
-    """A monotonic clock a unit test moves by hand."""
+class Circuit:
+    """A breaker, its store, and a monotonic clock (`now`) a unit test moves by hand.
 
-    def __init__(self, now: float = 500.0) -> None:
-        self.now = now
+    `admit` and `record` carry the breaker's operations out on the store and read the
+    answers as a call's flow does (aigen/_flow.py): a refused call raises
+    `refusal(verdict)`, and a call's error reaches the store as `outcome_of(error)`.
+    """
 
-    def __call__(self) -> float:
-        return self.now
+    def __init__(self, threshold: int = THRESHOLD, reset_timeout: float = RESET) -> None:
+        settings = CircuitBreaker(failure_threshold=threshold, reset_timeout=reset_timeout)
+        self.breaker = Breaker(settings, key="k")
+        assert isinstance(self.breaker.store, MemoryStore)
+        self.store: MemoryStore = self.breaker.store
+        self.now = 500.0
 
+    @property
+    def state(self) -> str:
+        return self.store.circuit_state("k")
 
-def make_state(
-    threshold: int = THRESHOLD, reset_timeout: float = RESET
-) -> tuple[CircuitState, Clock]:
-    clock = Clock()
-    settings = CircuitBreaker(failure_threshold=threshold, reset_timeout=reset_timeout)
-    return CircuitState(settings, clock), clock
+    def verdict(self) -> CircuitVerdict:
+        return self.breaker.admit(self.now).run(self.store)
+
+    def admit(self) -> bool:
+        """Whether the call is the probe; raises `CircuitOpenError` if it is refused."""
+        verdict = self.verdict()
+        if verdict.decision in ("open", "probing"):
+            raise refusal(verdict)
+        return verdict.decision == "probe"
+
+    def record(self, error: BaseException | None, *, probe: bool) -> None:
+        self.breaker.record(self.now, outcome_of(error), probe=probe).run(self.store)
+
+    def abandon_probe(self) -> None:
+        """What the flow records for a probe that was cancelled: nothing was learnt."""
+        self.breaker.record(self.now, "nothing", probe=True).run(self.store)
 
 
 def server_error(status: int = 503) -> aigen.ServerError:
@@ -77,52 +108,58 @@ PROVIDER_UP: dict[str, Callable[[], BaseException]] = {
     "malformed": lambda: aigen.GenerationError("not JSON"),
 }
 
+# Errors aigen raised itself before sending anything: the provider said nothing.
+HELD_BACK: dict[str, Callable[[], BaseException]] = {
+    "timeout": lambda: held_back(aigen.APITimeoutError("rate limit past the deadline")),
+    "circuit-open": lambda: held_back(CircuitOpenError("refused")),
+}
 
-def open_state(state: CircuitState, threshold: int = THRESHOLD) -> None:
+
+def open_circuit(circuit: Circuit, threshold: int = THRESHOLD) -> None:
     for _ in range(threshold):
-        state.record(server_error(), probe=False)
+        circuit.record(server_error(), probe=False)
 
 
-# -- CircuitState with a hand-moved clock ---------------------------------------------------
+# -- the breaker and its store, with a hand-moved clock -----------------------------------
 
 
 def test_a_new_circuit_is_closed_and_admits_calls() -> None:
-    state, _ = make_state()
-    assert state.state == "closed"
-    assert state.admit() is False  # admitted, and not as a probe
+    circuit = Circuit()
+    assert circuit.state == "closed"
+    assert circuit.admit() is False  # admitted, and not as a probe
 
 
 def test_the_circuit_opens_after_threshold_consecutive_failures() -> None:
-    state, _ = make_state()
+    circuit = Circuit()
     for _ in range(THRESHOLD - 1):
-        state.record(server_error(), probe=False)
-        assert state.state == "closed"
-        assert state.admit() is False
-    state.record(server_error(), probe=False)
-    assert state.state == "open"
+        circuit.record(server_error(), probe=False)
+        assert circuit.state == "closed"
+        assert circuit.admit() is False
+    circuit.record(server_error(), probe=False)
+    assert circuit.state == "open"
 
 
 def test_a_threshold_of_one_opens_on_the_first_failure() -> None:
-    state, _ = make_state(threshold=1)
-    state.record(aigen.APIConnectionError("refused"), probe=False)
-    assert state.state == "open"
+    circuit = Circuit(threshold=1)
+    circuit.record(aigen.APIConnectionError("refused"), probe=False)
+    assert circuit.state == "open"
 
 
 def test_an_open_circuit_refuses_with_the_time_left() -> None:
-    state, clock = make_state()
-    open_state(state)
+    circuit = Circuit()
+    open_circuit(circuit)
     with pytest.raises(CircuitOpenError) as caught:
-        state.admit()
+        circuit.admit()
     assert "30.0 s" in str(caught.value)
     assert f"last {THRESHOLD} calls failed" in str(caught.value)
-    clock.now += 12.0
+    circuit.now += 12.0
     with pytest.raises(CircuitOpenError) as caught:
-        state.admit()
+        circuit.admit()
     assert "18.0 s" in str(caught.value)
-    clock.now += RESET - 12.0 - 0.01
+    circuit.now += RESET - 12.0 - 0.01
     with pytest.raises(CircuitOpenError):
-        state.admit()
-    assert state.state == "open"
+        circuit.admit()
+    assert circuit.state == "open"
 
 
 def test_circuit_open_error_is_a_generation_error() -> None:
@@ -130,118 +167,118 @@ def test_circuit_open_error_is_a_generation_error() -> None:
 
 
 def test_after_the_cool_down_exactly_one_probe_is_let_through() -> None:
-    state, clock = make_state()
-    open_state(state)
-    clock.now += RESET
-    assert state.admit() is True  # the probe
-    assert state.state == "half_open"
+    circuit = Circuit()
+    open_circuit(circuit)
+    circuit.now += RESET
+    assert circuit.admit() is True  # the probe
+    assert circuit.state == "half_open"
     for _ in range(5):
         with pytest.raises(CircuitOpenError) as caught:
-            state.admit()
+            circuit.admit()
         assert "probe" in str(caught.value)
 
 
 def test_a_successful_probe_closes_the_circuit() -> None:
-    state, clock = make_state()
-    open_state(state)
-    clock.now += RESET
-    assert state.admit() is True
-    state.record(None, probe=True)
-    assert state.state == "closed"
-    assert state.admit() is False
+    circuit = Circuit()
+    open_circuit(circuit)
+    circuit.now += RESET
+    assert circuit.admit() is True
+    circuit.record(None, probe=True)
+    assert circuit.state == "closed"
+    assert circuit.admit() is False
     # The count starts again from zero.
     for _ in range(THRESHOLD - 1):
-        state.record(server_error(), probe=False)
-    assert state.state == "closed"
+        circuit.record(server_error(), probe=False)
+    assert circuit.state == "closed"
 
 
 def test_a_failed_probe_reopens_for_a_whole_cool_down() -> None:
-    state, clock = make_state()
-    open_state(state)
-    clock.now += RESET + 5.0
-    assert state.admit() is True
-    clock.now += 2.0  # the probe took 2 s to fail
-    state.record(server_error(), probe=True)
-    assert state.state == "open"
+    circuit = Circuit()
+    open_circuit(circuit)
+    circuit.now += RESET + 5.0
+    assert circuit.admit() is True
+    circuit.now += 2.0  # the probe took 2 s to fail
+    circuit.record(server_error(), probe=True)
+    assert circuit.state == "open"
     with pytest.raises(CircuitOpenError) as caught:
-        state.admit()
+        circuit.admit()
     assert "30.0 s" in str(caught.value)  # counted from the probe's failure
-    clock.now += RESET
-    assert state.admit() is True  # the next probe
+    circuit.now += RESET
+    assert circuit.admit() is True  # the next probe
 
 
 @pytest.mark.parametrize("name", PROVIDER_UP)
 def test_a_probe_answered_by_a_provider_that_is_up_closes_the_circuit(name: str) -> None:
-    state, clock = make_state()
-    open_state(state)
-    clock.now += RESET
-    assert state.admit() is True
-    state.record(PROVIDER_UP[name](), probe=True)
-    assert state.state == "closed"
+    circuit = Circuit()
+    open_circuit(circuit)
+    circuit.now += RESET
+    assert circuit.admit() is True
+    circuit.record(PROVIDER_UP[name](), probe=True)
+    assert circuit.state == "closed"
 
 
 @pytest.mark.parametrize("name", PROVIDER_FAILURES)
 def test_provider_failures_count(name: str) -> None:
-    state, _ = make_state()
+    circuit = Circuit()
     for _ in range(THRESHOLD):
-        state.record(PROVIDER_FAILURES[name](), probe=False)
-    assert state.state == "open"
+        circuit.record(PROVIDER_FAILURES[name](), probe=False)
+    assert circuit.state == "open"
     assert counts_against_provider(PROVIDER_FAILURES[name]())
 
 
 @pytest.mark.parametrize("name", PROVIDER_UP)
 def test_answers_from_a_provider_that_is_up_never_count(name: str) -> None:
-    state, _ = make_state()
+    circuit = Circuit()
     for _ in range(THRESHOLD * 3):
-        state.record(PROVIDER_UP[name](), probe=False)
-    assert state.state == "closed"
+        circuit.record(PROVIDER_UP[name](), probe=False)
+    assert circuit.state == "closed"
     assert not counts_against_provider(PROVIDER_UP[name]())
 
 
 @pytest.mark.parametrize("name", PROVIDER_UP)
 def test_answers_from_a_provider_that_is_up_reset_the_count(name: str) -> None:
-    state, _ = make_state()
+    circuit = Circuit()
     for _ in range(THRESHOLD - 1):
-        state.record(server_error(), probe=False)
-    state.record(PROVIDER_UP[name](), probe=False)
+        circuit.record(server_error(), probe=False)
+    circuit.record(PROVIDER_UP[name](), probe=False)
     for _ in range(THRESHOLD - 1):
-        state.record(server_error(), probe=False)
-    assert state.state == "closed"  # never THRESHOLD in a row
+        circuit.record(server_error(), probe=False)
+    assert circuit.state == "closed"  # never THRESHOLD in a row
 
 
 def test_a_success_resets_the_count() -> None:
-    state, _ = make_state()
+    circuit = Circuit()
     for _ in range(THRESHOLD - 1):
-        state.record(server_error(), probe=False)
-    state.record(None, probe=False)
+        circuit.record(server_error(), probe=False)
+    circuit.record(None, probe=False)
     for _ in range(THRESHOLD - 1):
-        state.record(server_error(), probe=False)
-    assert state.state == "closed"
+        circuit.record(server_error(), probe=False)
+    assert circuit.state == "closed"
 
 
 def test_an_abandoned_probe_lets_another_call_probe() -> None:
-    state, clock = make_state()
-    open_state(state)
-    clock.now += RESET
-    assert state.admit() is True
-    state.abandon_probe()  # cancelled: nothing was learnt
-    assert state.state == "half_open"
-    assert state.admit() is True  # a new probe
+    circuit = Circuit()
+    open_circuit(circuit)
+    circuit.now += RESET
+    assert circuit.admit() is True
+    circuit.abandon_probe()  # cancelled: nothing was learnt
+    assert circuit.state == "half_open"
+    assert circuit.admit() is True  # a new probe
     with pytest.raises(CircuitOpenError):
-        state.admit()
+        circuit.admit()
 
 
 def test_exactly_one_of_many_threads_gets_the_probe() -> None:
-    state, clock = make_state()
-    open_state(state)
-    clock.now += RESET
+    circuit = Circuit()
+    open_circuit(circuit)
+    circuit.now += RESET
     threads = 16
     barrier = threading.Barrier(threads)
 
     def admit(_: int) -> object:
         barrier.wait(timeout=5)
         try:
-            return state.admit()
+            return circuit.admit()
         except CircuitOpenError as error:
             return error
 
@@ -252,18 +289,97 @@ def test_exactly_one_of_many_threads_gets_the_probe() -> None:
 
 
 def test_failures_from_many_threads_are_all_counted() -> None:
-    state, _ = make_state(threshold=400)
+    circuit = Circuit(threshold=400)
     threads = 8
     barrier = threading.Barrier(threads)
 
     def fail(_: int) -> None:
         barrier.wait(timeout=5)
         for _ in range(50):
-            state.record(server_error(), probe=False)
+            circuit.record(server_error(), probe=False)
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(fail, range(threads)))
-    assert state.state == "open"  # 8 x 50 = 400 failures, none lost
+    assert circuit.state == "open"  # 8 x 50 = 400 failures, none lost
+
+
+def test_the_breaker_returns_its_decisions_as_operations() -> None:
+    breaker = Breaker(CircuitBreaker(failure_threshold=THRESHOLD, reset_timeout=RESET), key="k")
+    assert breaker.admit(5.0) == Admit("k", 5.0, RESET)
+    assert breaker.record(6.0, "failure", probe=True) == Record(
+        "k", 6.0, "failure", True, THRESHOLD
+    )
+    assert breaker.record(6.0, "nothing", probe=False) == Record(
+        "k", 6.0, "nothing", False, THRESHOLD
+    )
+    for op in (breaker.admit(5.0), breaker.record(6.0, "success", probe=False)):
+        hash(op)  # frozen, and nothing in it is a function: a remote store can run it
+        assert not any(callable(getattr(op, f.name)) for f in dataclasses.fields(op))
+    # Building them touched no store.
+    assert repr(breaker.store) == "MemoryStore(0 bucket(s), 0 circuit(s))"
+
+
+def test_the_verdicts_say_why_and_for_how_long() -> None:
+    circuit = Circuit()
+    assert circuit.verdict() == CircuitVerdict("go")
+    open_circuit(circuit)
+    circuit.now += 12.0
+    verdict = circuit.verdict()
+    assert (verdict.decision, verdict.failures) == ("open", THRESHOLD)
+    assert verdict.reopens_in == pytest.approx(RESET - 12.0)
+    circuit.now += RESET
+    assert circuit.verdict() == CircuitVerdict("probe", THRESHOLD)
+    assert circuit.verdict() == CircuitVerdict("probing", THRESHOLD)
+
+
+def test_refusals_explain_themselves() -> None:
+    opened = refusal(CircuitVerdict("open", 4, 12.34))
+    assert isinstance(opened, CircuitOpenError)
+    assert str(opened) == (
+        "the last 4 calls failed, so this one was not sent; the next call goes through in 12.3 s"
+    )
+    probing = refusal(CircuitVerdict("probing", 4))
+    assert "a probe call is deciding whether the provider is back" in str(probing)
+
+
+def test_how_a_call_ended_is_one_of_three_outcomes() -> None:
+    assert outcome_of(None) == "success"
+    for make in PROVIDER_FAILURES.values():
+        assert outcome_of(make()) == "failure"
+    for make in PROVIDER_UP.values():
+        assert outcome_of(make()) == "success"
+    for make in HELD_BACK.values():
+        assert outcome_of(make()) == "nothing"
+
+
+@pytest.mark.parametrize("name", HELD_BACK)
+def test_calls_aigen_held_back_never_count(name: str) -> None:
+    assert not counts_against_provider(HELD_BACK[name]())
+    circuit = Circuit(threshold=1)
+    for _ in range(3):
+        circuit.record(HELD_BACK[name](), probe=False)
+    assert circuit.state == "closed"
+    # Nor do they end a run of failures: the provider said nothing.
+    circuit = Circuit()
+    for _ in range(THRESHOLD - 1):
+        circuit.record(server_error(), probe=False)
+    circuit.record(HELD_BACK[name](), probe=False)
+    circuit.record(server_error(), probe=False)
+    assert circuit.state == "open"
+
+
+def test_circuits_are_kept_per_key() -> None:
+    store = MemoryStore()
+    first = Breaker(CircuitBreaker(failure_threshold=1, store=store), key="a")
+    second = Breaker(CircuitBreaker(failure_threshold=1, store=store), key="b")
+    first.record(0.0, "failure", probe=False).run(store)
+    assert store.circuit_state("a") == "open"
+    assert store.circuit_state("b") == "closed"
+    assert second.admit(0.0).run(store) == CircuitVerdict("go")
+
+
+def test_the_memory_store_follows_the_circuit_store_protocol() -> None:
+    assert isinstance(MemoryStore(), CircuitStore)
 
 
 # -- CircuitBreaker settings ---------------------------------------------------------------
@@ -271,7 +387,11 @@ def test_failures_from_many_threads_are_all_counted() -> None:
 
 def test_circuit_breaker_defaults() -> None:
     settings = CircuitBreaker()
-    assert (settings.failure_threshold, settings.reset_timeout) == (5, 30.0)
+    assert (settings.failure_threshold, settings.reset_timeout, settings.store) == (
+        5,
+        30.0,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -282,11 +402,25 @@ def test_circuit_breaker_defaults() -> None:
         {"reset_timeout": 0},
         {"reset_timeout": -5.0},
         {"threshold": 3},  # a misspelt keyword is refused, not ignored
+        {"store": object()},  # not a CircuitStore
     ],
 )
 def test_bad_circuit_breaker_settings_are_refused(keywords: dict[str, Any]) -> None:
     with pytest.raises(pydantic.ValidationError):
         CircuitBreaker(**keywords)
+
+
+def test_each_breaker_without_a_store_gets_its_own() -> None:
+    settings = CircuitBreaker()
+    first = Breaker(settings, key="k")
+    second = Breaker(settings, key="k")
+    assert isinstance(first.store, MemoryStore)
+    assert first.store is not second.store
+
+
+def test_a_breaker_given_a_store_uses_it() -> None:
+    store = MemoryStore()
+    assert Breaker(CircuitBreaker(store=store), key="k").store is store
 
 
 # -- through the clients, with fake time ---------------------------------------------------
@@ -494,7 +628,7 @@ def test_answers_that_show_the_provider_is_up_reset_the_count(
 
 def test_the_circuit_breaker_is_off_by_default(make_client: Any, kit: Any, api: Any) -> None:
     made = make_client(provider=kit.name, max_retries=0)
-    assert made.target._engine.circuit is None
+    assert made.target._engine.breaker is None
     api.side_effect = lambda request: kit.server_error(503)
     for _ in range(25):
         with pytest.raises(aigen.ServerError):
@@ -519,6 +653,17 @@ def test_clients_have_their_own_circuits(make_client: Any, kit: Any, api: Any) -
     assert second.generate("x").attempts == 1
     with pytest.raises(CircuitOpenError):
         first.generate("x")
+
+
+def test_clients_given_one_store_share_a_circuit(make_client: Any, kit: Any, api: Any) -> None:
+    shared = CircuitBreaker(failure_threshold=THRESHOLD, reset_timeout=RESET, store=MemoryStore())
+    first = client(make_client, kit, circuit_breaker=shared)
+    second = client(make_client, kit, circuit_breaker=shared)
+    trip(first, kit, api)
+    api.side_effect = [kit.success()]
+    with pytest.raises(CircuitOpenError):
+        second.generate("x")  # the first client's failures opened it for both
+    assert api.call_count == THRESHOLD
 
 
 def test_a_conversation_turn_is_refused_by_an_open_circuit(
@@ -712,7 +857,7 @@ def test_waiting_for_a_concurrency_slot_does_not_count_against_the_provider(
     )
     hold.engage()
     client = made.target
-    circuit = client._engine.circuit
+    breaker = client._engine.breaker
 
     if client_kind == "sync":
         with ThreadPoolExecutor(1) as pool:
@@ -720,7 +865,7 @@ def test_waiting_for_a_concurrency_slot_does_not_count_against_the_provider(
             assert hold.wait_held(1)
             with pytest.raises(aigen.APITimeoutError):
                 client.generate("finds no slot")
-            state = circuit.state
+            state = breaker.store.circuit_state(breaker.key)
             hold.release()
             holder.exception()
     else:
@@ -732,7 +877,7 @@ def test_waiting_for_a_concurrency_slot_does_not_count_against_the_provider(
             assert await hold.await_held(1)
             with pytest.raises(aigen.APITimeoutError):
                 await client.generate("finds no slot")
-            seen = circuit.state
+            seen = breaker.store.circuit_state(breaker.key)
             hold.release()
             await asyncio.gather(holder, return_exceptions=True)
             return seen

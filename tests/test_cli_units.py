@@ -10,10 +10,11 @@ import pydantic
 import pytest
 
 import aigen
+from aigen import GenerationError, RetryEvent
 from aigen.cli import main
 from aigen.cli._commands import parse_size
 from aigen.cli._exit import EXIT_CODES, describe
-from aigen.cli._status import RetryEvent, RetryWatcher, StatusLine
+from aigen.cli._status import RetryWatcher, SeenRetry, StatusLine
 
 
 @pytest.mark.parametrize(("text", "size"), [("1280x720", (1280, 720)), (" 64 X 32 ", (64, 32))])
@@ -92,17 +93,14 @@ def test_version_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_watcher_collects_retry_records_only_while_attached() -> None:
     logger = logging.getLogger("aigen")
     before = logger.level
+    first = RetryEvent("g-1", 1, GenerationError("overloaded (gemini 503)"), 2.0, False)
+    later = RetryEvent("g-1", 2, GenerationError("overloaded (gemini 503)"), 4.0, False)
     with RetryWatcher() as watcher:
-        logger.info(
-            "generation %s: attempt %d failed (%s); retrying in %.2f s",
-            "g-1",
-            1,
-            "overloaded (gemini 503)",
-            2.0,
-            extra={"generation_id": "g-1", "attempt": 1, "wait_seconds": 2.0},
-        )
+        logger.info("generation g-1: attempt 1 failed", extra={"retry": first})
         logger.info("unrelated")
-    logger.info("after", extra={"generation_id": "g-1", "attempt": 2, "wait_seconds": 4.0})
+        # The event is read typed, never from the message's arguments.
+        logger.info("%s %s %s", "g-2", 1, "x", extra={"wait_seconds": 1.0, "attempt": 1})
+    logger.info("after", extra={"retry": later})
     assert [(e.generation_id, e.failed_attempt, e.wait_seconds) for e in watcher.events] == [
         ("g-1", 1, 2.0)
     ]
@@ -116,7 +114,8 @@ def test_the_status_line_counts_down_the_wait_and_names_the_cause() -> None:
     with line:
         start = line._started
         assert line.text(start + 1.0).endswith("generating   1.0 s")
-        watcher.events.append(RetryEvent("g", 1, 3.0, "model overloaded", at=start + 1.0))
+        event = RetryEvent("g", 1, GenerationError("model overloaded"), 3.0, server_hint=False)
+        watcher.events.append(SeenRetry(event, at=start + 1.0))
         waiting = line.text(start + 2.0)
         assert "attempt 1 failed, retrying in 2.0 s: model overloaded" in waiting
         assert line.text(start + 4.5).endswith("attempt 2")

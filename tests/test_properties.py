@@ -1,8 +1,9 @@
 """Property tests of every response parser: any bytes in, a response or a `GenerationError` out.
 
-Each provider's `parse_response` and `parse_error`, and the whole sans-IO path
-(`GenerationCall.handle_response`: parse, check the image, read header hints, redact the
-key), are fed bodies drawn from
+Each provider's `parse_response` and `parse_error`, and the whole sans-IO path (the
+call's flow, `generation_flow`, driven by tests/flows.py with the drawn answer to every
+attempt: status check, body reader, parse, check the image, read header hints, retries,
+redact the key), are fed bodies drawn from
 
 - arbitrary bytes,
 - arbitrary JSON (hypothesis `recursive`), sometimes mangled on the wire,
@@ -15,7 +16,8 @@ key), are fed bodies drawn from
 with arbitrary headers (`retry-after`, `retry-after-ms`, `x-ratelimit-*`, `x-request-id`,
 `x-should-retry`, with odd and non-ASCII values). The property: the answer is a
 `ProviderAnswer` / `GenerationResponse`, or the error is a `GenerationError`
-(`parse_error` *returns* one); never a `KeyError`, `TypeError`, `ValueError`, ...
+(`parse_error` *returns* one); never a `KeyError`, `TypeError`, `ValueError`, ...; and
+on the whole path every wait is finite and every attempt counted.
 Beside them: `parse_retry_after_headers` returns `None` or a finite number of seconds
 >= 0, and `sniff_mime_type` / `image_size` never raise on any bytes.
 
@@ -61,17 +63,20 @@ from aigen import (
     NoImageError,
     RateLimit,
 )
+from aigen._actions import Action, Send, Sleep
 from aigen._config import resolve_settings
 from aigen._core import Engine
+from aigen._flow import generation_flow
 from aigen._http import HttpResponse
 from aigen._images import image_size, sniff_mime_type
-from aigen._retry import parse_retry_after_headers
+from aigen._retry import is_retryable, parse_retry_after_headers
 from aigen.providers import ErrorContext, Provider, ProviderAnswer
 from aigen.providers.gemini import GeminiProvider
 from aigen.providers.openai import OpenAIProvider
 
 from . import gemini_bodies as gb
 from .conftest import FakeTime
+from .flows import drive
 from .images import jpeg, png, webp_extended, webp_lossless, webp_lossy
 
 settings.register_profile(
@@ -743,7 +748,7 @@ def parse_response(
     provider: str, headers: Mapping[str, str], body: bytes, *, tolerate: bool = True
 ) -> object:
     result = outcome(
-        lambda: PROVIDERS[provider].parse_response(HttpResponse(200, headers, body), REQUEST),
+        lambda: PROVIDERS[provider].parse_response(HttpResponse(200, headers, body)),
         tolerate=tolerate,
     )
     if isinstance(result, GenerationError):
@@ -781,15 +786,23 @@ def make_engine(provider: str, **protections: Any) -> Engine:
         allow_insecure_http=False,
         **protections,
     )
-    clock = FakeTime()
-    return Engine(settings, clock=clock.monotonic, wall_clock=clock.time, pick_seed=lambda: 7)
+    # Nothing sleeps on the clock (the driver only records waits), so it never moves.
+    return Engine(settings, clock=FakeTime(), jitter=lambda: 0.5, pick_seed=lambda: 7)
 
 
 ENGINES = {name: make_engine(name) for name in PROVIDERS}
 RATE_LIMIT = RateLimit(requests_per_minute=6000, burst=5)
 
 
-def handle_response(
+def check_waits(actions: list[Action]) -> None:
+    """Every wait a flow asked for is a finite number of seconds >= 0."""
+    for action in actions:
+        if type(action) is Sleep:
+            assert math.isfinite(action.seconds), action
+            assert action.seconds >= 0, action
+
+
+def whole_path(
     provider: str,
     status: int,
     headers: Mapping[str, str],
@@ -798,16 +811,26 @@ def handle_response(
     tolerate: bool = True,
     engine: Engine | None = None,
 ) -> object:
-    """The whole sans-IO path of one attempt, as both clients run it."""
-    call = (engine or ENGINES[provider]).start(REQUEST, {})
-    call.next_attempt()
+    """The whole sans-IO path, as both clients run it: the call's flow driven with this
+    answer to every attempt (status check, body reader, parse, image check, hints,
+    retries, and the limiter when the engine has one)."""
+    engine = engine or ENGINES[provider]
+    call = engine.start(REQUEST, {})
+    actions: list[Action] = []
+    answer = HttpResponse(status, headers, body)
     result = outcome(
-        lambda: call.handle_response(HttpResponse(status, headers, body)), tolerate=tolerate
+        lambda: drive(generation_flow(call), lambda _: answer, actions=actions),
+        tolerate=tolerate,
     )
+    check_waits(actions)
+    sends = sum(type(action) is Send for action in actions)
+    assert 1 <= sends <= engine.settings.retry.max_retries + 1
     if isinstance(result, GenerationError):
         check_error(result)
         assert result.generation_id == call.generation_id
-        assert result.attempts == 1
+        assert result.attempts == sends
+        # The same answer every time: only an error worth retrying is sent again.
+        assert sends == 1 or is_retryable(result)
         # Echoed keys are redacted from the message whatever the body's encoding; where
         # else an echo may land is the business of the "key echo" tests below.
         assert KEY not in result.message
@@ -815,8 +838,27 @@ def handle_response(
         assert 200 <= status < 300
         assert isinstance(result, GenerationResponse)
         assert result.mime_type in ("image/png", "image/jpeg", "image/webp")
-        assert result.attempts == 1
+        assert result.generation_id == call.generation_id
+        assert result.attempts == sends == 1
     return result
+
+
+SUCCESS_BODIES = {
+    "gemini": json.dumps(gb.image_answer()).encode(),
+    "openai": json.dumps({"data": [{"b64_json": b64(png(8, 8))}]}).encode(),
+}
+
+
+def next_call_admission(provider: str, engine: Engine) -> float:
+    """Start the engine's next call and answer it at once: it must succeed, and the wait
+    the rate limiter gave it before its first `Send` (0 for none) is returned."""
+    actions: list[Action] = []
+    answer = HttpResponse(200, {}, SUCCESS_BODIES[provider])
+    result = drive(generation_flow(engine.start(REQUEST, {})), lambda _: answer, actions=actions)
+    assert isinstance(result, GenerationResponse)
+    check_waits(actions)
+    first_send = next(i for i, action in enumerate(actions) if type(action) is Send)
+    return sum(action.seconds for action in actions[:first_send] if type(action) is Sleep)
 
 
 providers = pytest.mark.parametrize("provider", sorted(PROVIDERS))
@@ -896,7 +938,7 @@ def test_parse_error_on_near_misses(
     parse_error(provider, status, headers, body)
 
 
-# -- the whole path: GenerationCall.handle_response ----------------------------------------
+# -- the whole path: the call's flow, driven -------------------------------------------
 
 
 @providers
@@ -906,30 +948,30 @@ def test_parse_error_on_near_misses(
     data=st.data(),
     headers=headers_strategy,
 )
-def test_handle_response_on_anything(
+def test_the_whole_path_on_anything(
     provider: str, status: int, data: st.DataObject, headers: dict[str, str]
 ) -> None:
     near_miss = NEAR_MISS_ANSWERS if 200 <= status < 300 else NEAR_MISS_ERRORS
-    handle_response(provider, status, headers, data.draw(any_body(provider, near_miss), "body"))
+    whole_path(provider, status, headers, data.draw(any_body(provider, near_miss), "body"))
 
 
 @providers
 @PROFILE
 @given(data=st.data(), headers=headers_strategy)
-def test_handle_response_on_near_miss_answers(
+def test_the_whole_path_on_near_miss_answers(
     provider: str, data: st.DataObject, headers: dict[str, str]
 ) -> None:
-    handle_response(provider, 200, headers, data.draw(NEAR_MISS_ANSWERS[provider], "body"))
+    whole_path(provider, 200, headers, data.draw(NEAR_MISS_ANSWERS[provider], "body"))
 
 
 @providers
 @PROFILE
 @given(data=st.data(), headers=headers_strategy)
-def test_handle_response_on_near_miss_errors(
+def test_the_whole_path_on_near_miss_errors(
     provider: str, data: st.DataObject, headers: dict[str, str]
 ) -> None:
     status, body = data.draw(NEAR_MISS_ERROR_CASES[provider], label="status and body")
-    handle_response(provider, status, headers, body)
+    whole_path(provider, status, headers, body)
 
 
 @providers
@@ -939,16 +981,16 @@ def test_handle_response_on_near_miss_errors(
     data=st.data(),
     headers=headers_strategy,
 )
-def test_handle_response_under_a_rate_limit(
+def test_the_whole_path_under_a_rate_limit(
     provider: str, status: int, data: st.DataObject, headers: dict[str, str]
 ) -> None:
-    """With `rate_limit=`, every answer also adjusts the limiter; the next call still starts."""
+    """With `rate_limit=`, every answer also adjusts the limiter; the next call still
+    goes through."""
     engine = make_engine(provider, rate_limit=RATE_LIMIT)
     near_miss = NEAR_MISS_ANSWERS if status == 200 else NEAR_MISS_ERRORS
     body = data.draw(any_body(provider, near_miss), "body")
-    handle_response(provider, status, headers, body, engine=engine)
-    delay = outcome(engine.start(REQUEST, {}).admission_delay)
-    assert isinstance(delay, (float, GenerationError))
+    whole_path(provider, status, headers, body, engine=engine)
+    assert next_call_admission(provider, engine) >= 0
 
 
 # -- hints and images ----------------------------------------------------------------------
@@ -1054,7 +1096,7 @@ DEEP = 100_000  # far past any recursion limit, yet a 100 kB body (max_response_
 def test_deeply_nested_json_is_a_generation_error(
     provider: str, status: int, depth: int, opener: bytes
 ) -> None:
-    handle_response(provider, status, {}, opener * depth, tolerate=False)
+    whole_path(provider, status, {}, opener * depth, tolerate=False)
 
 
 @pytest.mark.parametrize("status", [200, 429])
@@ -1073,7 +1115,7 @@ def test_deeply_nested_json_is_a_generation_error(
 @example(digits=4301, name="x-ratelimit-limit-requests")
 def test_huge_rate_limit_numbers_are_ignored(status: int, digits: int, name: str) -> None:
     body = json.dumps({"data": [{"b64_json": b64(png(8, 8))}]}).encode()
-    handle_response("openai", status, {name: "9" * digits}, body, tolerate=False)
+    whole_path("openai", status, {name: "9" * digits}, body, tolerate=False)
 
 
 @PROFILE
@@ -1096,7 +1138,7 @@ def test_far_out_retry_after_dates_are_ignored(date: str, now: float) -> None:
 @example(status=503, year=2**31)
 def test_far_out_retry_after_dates_on_the_whole_path(provider: str, status: int, year: int) -> None:
     headers = {"retry-after": f"Mon, 01 Jan {year} 00:00:00 GMT"}
-    handle_response(provider, status, headers, b"{}", tolerate=False)
+    whole_path(provider, status, headers, b"{}", tolerate=False)
 
 
 SEVERAL_IMAGES_EXAMPLE = json.dumps(
@@ -1115,7 +1157,7 @@ SEVERAL_IMAGES_EXAMPLE = json.dumps(
 ).encode()
 
 
-@pytest.mark.parametrize("path", ["parse_response", "handle_response"])
+@pytest.mark.parametrize("path", ["parse_response", "whole_path"])
 @PROFILE
 @given(body=encoded(gemini_answer(max_images=3)), headers=headers_strategy)
 @example(body=SEVERAL_IMAGES_EXAMPLE, headers={})
@@ -1125,10 +1167,10 @@ def test_gemini_answers_with_several_images(
     if path == "parse_response":
         parse_response("gemini", headers, body, tolerate=False)
     else:
-        handle_response("gemini", 200, headers, body, tolerate=False)
+        whole_path("gemini", 200, headers, body, tolerate=False)
 
 
-@pytest.mark.parametrize("path", ["parse_response", "handle_response"])
+@pytest.mark.parametrize("path", ["parse_response", "whole_path"])
 @PROFILE
 @given(
     signature=st.tuples(
@@ -1147,7 +1189,7 @@ def test_gemini_signatures_with_lone_surrogates(
     if path == "parse_response":
         parse_response("gemini", {}, body, tolerate=False)
     else:
-        handle_response("gemini", 200, {}, body, tolerate=False)
+        whole_path("gemini", 200, {}, body, tolerate=False)
 
 
 @PROFILE
@@ -1226,7 +1268,7 @@ def test_a_key_echoed_in_an_error_body_is_redacted(
         ),
         label="body",
     )
-    error = handle_response(provider, status, {}, body)
+    error = whole_path(provider, status, {}, body)
     assert isinstance(error, GenerationError)
     assert_no_key(error)
 
@@ -1248,7 +1290,7 @@ def test_a_key_echoed_in_any_json_encoding_is_redacted(
         body = text.replace(KEY, "".join(f"\\u{ord(c):04x}" for c in KEY)).encode()
     else:
         body = text.encode(encoding)
-    error = handle_response(provider, status, {}, body)
+    error = whole_path(provider, status, {}, body)
     assert isinstance(error, GenerationError)
     assert_no_key(error)
 
@@ -1264,7 +1306,7 @@ def test_a_key_echoed_in_any_json_encoding_is_redacted(
 def test_a_key_echoed_in_a_header_is_redacted(
     provider: str, status: int, body: bytes, request_id: str
 ) -> None:
-    error = handle_response(provider, status, {"x-request-id": request_id}, body)
+    error = whole_path(provider, status, {"x-request-id": request_id}, body)
     assert isinstance(error, GenerationError)
     assert_no_key(error)
 
@@ -1294,7 +1336,7 @@ def test_no_hint_holds_a_rate_limited_client_past_max_retry_after(
             "x-ratelimit-reset-requests": f"{seconds}s",
         }
         body = json.dumps({"data": [{"b64_json": b64(png(8, 8))}]}).encode()
-        handle_response(provider, status, headers, body, engine=engine, tolerate=False)
+        whole_path(provider, status, headers, body, engine=engine, tolerate=False)
     else:
         message = (
             f"Please retry in {seconds}s."
@@ -1302,7 +1344,7 @@ def test_no_hint_holds_a_rate_limited_client_past_max_retry_after(
             else f"Please try again in {seconds}s."
         )
         body = json.dumps({"error": {"code": 429, "message": message}}).encode()
-        handle_response(provider, 429, {}, body, engine=engine, tolerate=False)
-    delay = engine.start(REQUEST, {}).admission_delay()
+        whole_path(provider, 429, {}, body, engine=engine, tolerate=False)
+    delay = next_call_admission(provider, engine)
     assert math.isfinite(delay)
     assert 0 <= delay <= engine.settings.retry.max_retry_after

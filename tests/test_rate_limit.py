@@ -2,7 +2,9 @@
 
 Three layers:
 
-- the GCRA store and the AIMD limiter, with explicit times and a hand-moved clock;
+- the GCRA store (aigen/_store.py) and the AIMD limiter, with explicit times: the limiter
+  only returns store operations (plain data), and `run` carries them out on the store the
+  way a client's driver does;
 - both clients, for each provider, with fake time (`make_client`'s default): every wait
   the limiter imposes before sending is a `fake_time.sleeps` entry and costs nothing;
 - both clients in real time against the fake servers, with tiny rates, to show one
@@ -15,11 +17,13 @@ the same instant unless a wait separates them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
+import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,9 +32,24 @@ import pydantic
 import pytest
 
 import aigen
-from aigen import MemoryRateLimitStore, RateLimit, RateLimitInfo, RateLimitStore, RetryPolicy
+from aigen import (
+    MemoryRateLimitStore,
+    MemoryStore,
+    RateLimit,
+    RateLimitInfo,
+    RateLimitStore,
+    RetryPolicy,
+)
 from aigen._ratelimit import RateLimiter
-from aigen.testing import OPENAI_RATE_LIMIT_HEADERS, FakeOpenAI, FakeServer, fake_server, success
+from aigen._store import ChangeRate, Hold, RateChange, Refund, Reserve, StoreOp
+from aigen.testing import (
+    OPENAI_RATE_LIMIT_HEADERS,
+    FakeOpenAI,
+    FakeServer,
+    fake_server,
+    success,
+    use_clock,
+)
 
 from .conftest import FakeTime
 from .images import png
@@ -53,56 +72,95 @@ def limiter_of(made: Any) -> RateLimiter:
     return limiter
 
 
+def rate_of(made: Any) -> float:
+    """The current rate of a client's bucket, read off its (in-memory) store."""
+    limiter = limiter_of(made)
+    assert isinstance(limiter.store, MemoryStore)
+    rate = limiter.store.rate(limiter.key)
+    assert rate is not None
+    return rate
+
+
+def run(store: object, ops: StoreOp[Any] | Iterable[StoreOp[Any]]) -> Any:
+    """Carry out one operation (answer: its answer) or a list of them, in order (answer:
+    the list of their answers) on `store`, as a client's sync driver does."""
+    if isinstance(ops, StoreOp):
+        return ops.run(store)
+    return [op.run(store) for op in ops]
+
+
 def waits(store: RateLimitStore, now: float, count: int, *, burst: int, rate: float) -> list[float]:
     """`count` reservations at the same instant `now`."""
     return [store.reserve("k", now, burst, rate) for _ in range(count)]
 
 
-class Clock:
-    """A clock a unit test moves by hand."""
+class Limited:
+    """A limiter, its store, and a wall clock (`now`) a unit test moves by hand.
 
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
+    Each method asks the limiter for its operations at `now` and carries them out on the
+    store, which is all a client does with them.
+    """
 
-    def __call__(self) -> float:
-        return self.now
+    def __init__(
+        self,
+        requests_per_minute: float = 60,
+        *,
+        burst: int = 1,
+        adaptive: bool = True,
+        max_hold: float = float("inf"),
+    ) -> None:
+        settings = RateLimit(
+            requests_per_minute=requests_per_minute, burst=burst, adaptive=adaptive
+        )
+        self.limiter = RateLimiter(settings, key="k", max_hold=max_hold)
+        assert isinstance(self.limiter.store, MemoryStore)
+        self.store: MemoryStore = self.limiter.store
+        self.now = 1000.0
 
+    def reserve(self, max_wait: float | None = None, cost: int = 1) -> float:
+        return run(self.store, self.limiter.reserve(self.now, max_wait, cost))  # type: ignore[no-any-return]
 
-def make_limiter(
-    requests_per_minute: float = 60, *, burst: int = 1, adaptive: bool = True, **kwargs: Any
-) -> tuple[RateLimiter, Clock]:
-    clock = Clock()
-    settings = RateLimit(
-        requests_per_minute=requests_per_minute, burst=burst, adaptive=adaptive, **kwargs
-    )
-    return RateLimiter(settings, key="k", clock=clock), clock
+    def refund(self, cost: int = 1) -> None:
+        run(self.store, self.limiter.refund(self.now, cost))
+
+    def succeeded(self, info: RateLimitInfo | None) -> None:
+        run(self.store, self.limiter.succeeded(self.now, info))
+
+    def rate_limited(self, retry_after: float | None, info: RateLimitInfo | None) -> None:
+        run(self.store, self.limiter.rate_limited(self.now, retry_after, info))
+
+    def rate(self) -> float:
+        """The bucket's rate: what an unchanging `ChangeRate` answers (the configured
+        rate for a bucket nothing has touched yet)."""
+        configured = self.limiter.settings.requests_per_minute
+        return run(self.store, ChangeRate("k", RateChange(), configured))  # type: ignore[no-any-return]
 
 
 # -- the GCRA store, with explicit times ---------------------------------------------------
 
 
 def test_burst_goes_at_once_then_one_every_60_over_rpm_seconds() -> None:
-    store = MemoryRateLimitStore()
+    store = MemoryStore()
     assert waits(store, 100.0, 6, burst=3, rate=60) == pytest.approx([0, 0, 0, 1, 2, 3])
 
 
 @pytest.mark.parametrize(("rpm", "interval"), [(60, 1.0), (120, 0.5), (600, 0.1), (6, 10.0)])
 def test_without_burst_each_slot_is_60_over_rpm_after_the_last(rpm: float, interval: float) -> None:
-    store = MemoryRateLimitStore()
+    store = MemoryStore()
     assert waits(store, 0.0, 4, burst=1, rate=rpm) == pytest.approx(
         [0, interval, 2 * interval, 3 * interval]
     )
 
 
 def test_a_wait_shrinks_as_time_passes() -> None:
-    store = MemoryRateLimitStore()
+    store = MemoryStore()
     store.reserve("k", 100.0, 1, 60)
     assert store.reserve("k", 100.25, 1, 60) == pytest.approx(0.75)
     assert store.reserve("k", 101.0, 1, 60) == pytest.approx(1.0)  # the slot at 102
 
 
 def test_a_quiet_spell_refills_the_burst_one_slot_per_interval() -> None:
-    store = MemoryRateLimitStore()
+    store = MemoryStore()
     waits(store, 0.0, 3, burst=3, rate=60)  # the burst is spent
     # 1.5 s later one slot (and a half) is back: one goes now, the next waits.
     assert waits(store, 1.5, 2, burst=3, rate=60) == pytest.approx([0, 0.5])
@@ -111,20 +169,28 @@ def test_a_quiet_spell_refills_the_burst_one_slot_per_interval() -> None:
 
 
 def test_keys_are_independent() -> None:
-    store = MemoryRateLimitStore()
+    store = MemoryStore()
     assert store.reserve("a", 0.0, 1, 60) == 0
     assert store.reserve("b", 0.0, 1, 60) == 0
     assert store.reserve("a", 0.0, 1, 60) == pytest.approx(1.0)
 
 
+def test_a_wait_over_max_wait_takes_no_slot() -> None:
+    store = MemoryStore()
+    waits(store, 0.0, 3, burst=1, rate=60)  # the next free slot is at 3
+    assert store.reserve("k", 0.0, 1, 60, max_wait=2.0) == pytest.approx(3.0)  # refused
+    assert store.reserve("k", 0.0, 1, 60, max_wait=3.0) == pytest.approx(3.0)  # taken
+    assert store.reserve("k", 0.0, 1, 60) == pytest.approx(4.0)
+
+
 def test_hold_until_gives_no_slot_before_it() -> None:
-    store = MemoryRateLimitStore()
+    store = MemoryStore()
     store.hold_until("k", 110.0, 60)
     assert waits(store, 100.0, 3, burst=1, rate=60) == pytest.approx([10, 11, 12])
 
 
 def test_hold_until_holds_a_burst_too() -> None:
-    store = MemoryRateLimitStore()
+    store = MemoryStore()
     store.hold_until("k", 110.0, 60)
     held = waits(store, 100.0, 3, burst=3, rate=60)
     assert held[0] == pytest.approx(10)  # the first slot is exactly at the hold's end
@@ -132,27 +198,29 @@ def test_hold_until_holds_a_burst_too() -> None:
 
 
 def test_hold_until_never_moves_the_next_slot_earlier() -> None:
-    store = MemoryRateLimitStore()
+    store = MemoryStore()
     waits(store, 0.0, 5, burst=1, rate=60)  # the next free slot is at 5
     store.hold_until("k", 2.0, 60)
     assert store.reserve("k", 0.0, 1, 60) == pytest.approx(5.0)
 
 
 def test_hold_until_in_the_past_changes_nothing() -> None:
-    store = MemoryRateLimitStore()
+    store = MemoryStore()
     store.hold_until("k", 50.0, 60)
     assert store.reserve("k", 100.0, 1, 60) == 0
 
 
-def test_update_rate_returns_the_new_rate_and_spaces_later_slots() -> None:
-    store = MemoryRateLimitStore()
-    assert store.update_rate("k", lambda rate: rate, 60) == 60  # a new key starts at default
-    assert store.update_rate("k", lambda rate: rate / 2, 60) == 30
+def test_change_rate_returns_the_new_rate_and_spaces_later_slots() -> None:
+    store = MemoryStore()
+    assert store.rate("k") is None  # nothing known of a key before its first operation
+    assert store.change_rate("k", RateChange(), 60) == 60  # a new key starts at default
+    assert store.change_rate("k", RateChange(factor=0.5), 60) == 30
+    assert store.rate("k") == 30
     assert waits(store, 0.0, 3, burst=1, rate=60) == pytest.approx([0, 2, 4])
 
 
 def test_the_memory_store_hands_out_each_slot_once_across_threads() -> None:
-    store = MemoryRateLimitStore()
+    store = MemoryStore()
     threads, each = 8, 50
     barrier = threading.Barrier(threads)
 
@@ -167,7 +235,11 @@ def test_the_memory_store_hands_out_each_slot_once_across_threads() -> None:
 
 
 def test_the_memory_store_follows_the_store_protocol() -> None:
-    assert isinstance(MemoryRateLimitStore(), RateLimitStore)
+    assert isinstance(MemoryStore(), RateLimitStore)
+
+
+def test_memory_rate_limit_store_is_the_memory_stores_older_name() -> None:
+    assert MemoryRateLimitStore is MemoryStore
 
 
 # -- the shared store documented in docs/protection.md -------------------------------------
@@ -197,17 +269,70 @@ def test_the_documented_shared_store_keeps_the_memory_stores_arithmetic(
     sqlite_store_class: Any, tmp_path: Path
 ) -> None:
     path = str(tmp_path / "rate.sqlite")
-    memory = MemoryRateLimitStore()
+    memory = MemoryStore()
     for store in (sqlite_store_class(path), memory):
         assert waits(store, 100.0, 5, burst=3, rate=60) == pytest.approx([0, 0, 0, 1, 2])
         store.hold_until("k", 120.0, 60)
-        assert store.update_rate("k", lambda rate: rate / 2, 60) == 30
+        assert store.change_rate("k", RateChange(factor=0.5), 60) == 30
         # Held until 120 whatever the rate: the burst starts at the hold, not before it.
         assert store.reserve("k", 100.0, 3, 60) == pytest.approx(20.0)
     # A second store on the same file (another process, say) sees the same bucket.
     assert sqlite_store_class(path).reserve("k", 100.0, 3, 60) == pytest.approx(
         memory.reserve("k", 100.0, 3, 60)
     )
+
+
+def random_ops(seed: int, count: int) -> list[StoreOp[Any]]:
+    """A seeded mix of every rate-limit operation, on two keys, time moving forward."""
+    rng = random.Random(seed)
+    now = 1_750_000_000.0
+    ops: list[StoreOp[Any]] = []
+    for _ in range(count):
+        now += rng.choice([0.0, 0.0, 0.1, 0.5, 1.0, 7.0])
+        key = rng.choice(["a", "b"])
+        kind = rng.choice(["reserve", "reserve", "reserve", "refund", "hold", "change"])
+        if kind == "reserve":
+            max_wait = rng.choice([None, None, 0.0, 1.0, 5.0])
+            ops.append(Reserve(key, now, rng.choice([1, 3]), 60, max_wait, rng.choice([1, 1, 4])))
+        elif kind == "refund":
+            ops.append(Refund(key, now, 60, rng.choice([1, 2])))
+        elif kind == "hold":
+            ops.append(Hold(key, now + rng.choice([-1.0, 2.0, 10.0]), 60))
+        else:
+            change = rng.choice(
+                [
+                    RateChange(factor=0.5, floor=3.0, ceiling=60.0),
+                    RateChange(step=3.0, ceiling=60.0),
+                    RateChange(ceiling=20.0),
+                    RateChange(),
+                ]
+            )
+            ops.append(ChangeRate(key, change, 60))
+    return ops
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_documented_shared_store_answers_every_operation_as_memory_does(
+    sqlite_store_class: Any, tmp_path: Path, seed: int
+) -> None:
+    ops = random_ops(seed, 200)
+    assert {type(op) for op in ops} == {Reserve, Refund, Hold, ChangeRate}
+    sqlite = sqlite_store_class(str(tmp_path / "rate.sqlite"))
+    assert run(sqlite, ops) == pytest.approx(run(MemoryStore(), ops), abs=APPROX)
+
+
+def test_the_documented_shared_store_takes_cost_and_refunds(
+    sqlite_store_class: Any, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "rate.sqlite")
+    for store in (sqlite_store_class(path), MemoryStore()):
+        assert store.reserve("k", 0.0, 1, 60, None, 3) == pytest.approx(2.0)  # slots 0, 1, 2
+        assert store.reserve("k", 0.0, 1, 60) == pytest.approx(3.0)
+        store.refund("k", 0.0, 60, 3)
+        assert store.reserve("k", 0.0, 1, 60) == pytest.approx(1.0)
+        store.refund("k", 0.0, 60, 100)  # never earlier than now
+        assert waits(store, 0.0, 2, burst=1, rate=60) == pytest.approx([0.0, 1.0])
+        assert store.change_rate("k", RateChange(factor=0.0, step=5.0, floor=10.0), 60) == 10
 
 
 def test_the_documented_shared_store_spaces_two_clients(
@@ -259,6 +384,25 @@ def test_bad_rate_limit_settings_are_refused(keywords: dict[str, Any]) -> None:
         RateLimit(**keywords)
 
 
+class OldStore:
+    """A store written against the protocol before operations were data."""
+
+    def reserve(self, key: str, now: float, burst: int, default_rate: float) -> float:
+        return 0.0
+
+    def hold_until(self, key: str, until: float, default_rate: float) -> None:
+        pass
+
+    def update_rate(self, key: str, change: Any, default_rate: float) -> float:
+        return default_rate
+
+
+def test_a_store_with_the_old_update_rate_is_refused() -> None:
+    assert not isinstance(OldStore(), RateLimitStore)
+    with pytest.raises(pydantic.ValidationError):
+        RateLimit(requests_per_minute=10, store=OldStore())
+
+
 def test_rate_limit_settings_are_frozen() -> None:
     settings = RateLimit(requests_per_minute=10)
     with pytest.raises(pydantic.ValidationError):
@@ -267,144 +411,227 @@ def test_rate_limit_settings_are_frozen() -> None:
 
 def test_each_limiter_without_a_store_gets_its_own() -> None:
     settings = RateLimit(requests_per_minute=60)
-    first = RateLimiter(settings, key="k", clock=lambda: 0.0)
-    second = RateLimiter(settings, key="k", clock=lambda: 0.0)
-    assert isinstance(first.store, MemoryRateLimitStore)
+    first = RateLimiter(settings, key="k")
+    second = RateLimiter(settings, key="k")
+    assert isinstance(first.store, MemoryStore)
     assert first.store is not second.store
+
+
+def test_a_limiter_given_a_store_uses_it() -> None:
+    store = MemoryStore()
+    limiter = RateLimiter(RateLimit(requests_per_minute=60, store=store), key="k")
+    assert limiter.store is store
+
+
+# -- the limiter's operations: plain data, nothing run -----------------------------------------
+
+
+def test_the_limiter_returns_its_decisions_as_operations() -> None:
+    limiter = RateLimiter(RateLimit(requests_per_minute=60, burst=2), key="k")
+    assert limiter.reserve(5.0) == Reserve("k", 5.0, 2, 60, None, 1)
+    assert limiter.reserve(5.0, max_wait=2.0, cost=3) == Reserve("k", 5.0, 2, 60, 2.0, 3)
+    assert limiter.refund(5.0) == Refund("k", 5.0, 60, 1)
+    assert limiter.refund(5.0, cost=3) == Refund("k", 5.0, 60, 3)
+    assert limiter.succeeded(5.0, None) == [ChangeRate("k", RateChange(step=3.0, ceiling=60), 60)]
+    assert limiter.rate_limited(5.0, 7.0, None) == [
+        Hold("k", 12.0, 60),
+        ChangeRate("k", RateChange(factor=0.5, floor=3.0, ceiling=60), 60),
+    ]
+    # Building them touched no store.
+    assert isinstance(limiter.store, MemoryStore)
+    assert limiter.store.rate("k") is None
+
+
+def test_the_limiters_operations_hold_no_closure() -> None:
+    # A store on another server (a Lua script in Redis) must be able to carry them out.
+    limiter = RateLimiter(RateLimit(requests_per_minute=60), key="k")
+    info = RateLimitInfo(limit_requests=30, remaining_requests=0, reset_requests=7.0)
+    ops = [
+        limiter.reserve(0.0, max_wait=1.0, cost=2),
+        limiter.refund(0.0),
+        *limiter.succeeded(0.0, info),
+        *limiter.rate_limited(0.0, 4.0, info),
+    ]
+    for op in ops:
+        hash(op)  # frozen
+        values = [getattr(op, field.name) for field in dataclasses.fields(op)]
+        assert not any(callable(value) for value in values), op
+
+
+def test_headers_become_operations_in_order() -> None:
+    limiter = RateLimiter(RateLimit(requests_per_minute=60), key="k")
+    info = RateLimitInfo(limit_requests=30, remaining_requests=0, reset_requests=7.0)
+    # The server's lower limit first (and as the default from then on), then its reset,
+    # then the success's step, capped by the new ceiling.
+    assert limiter.succeeded(100.0, info) == [
+        ChangeRate("k", RateChange(ceiling=30), 30),
+        Hold("k", 107.0, 30),
+        ChangeRate("k", RateChange(step=3.0, ceiling=30), 30),
+    ]
+    assert limiter.reserve(100.0).default_rate == 30
+
+
+def test_a_limiter_that_is_not_adaptive_asks_for_no_rate_change() -> None:
+    limiter = RateLimiter(RateLimit(requests_per_minute=60, adaptive=False), key="k")
+    assert limiter.succeeded(0.0, None) == []
+    assert limiter.rate_limited(0.0, None, None) == []
+    assert limiter.rate_limited(0.0, 5.0, None) == [Hold("k", 5.0, 60)]
+
+
+def test_a_hold_longer_than_max_hold_is_not_asked_for() -> None:
+    limited = Limited(60, max_hold=10.0)
+    assert limited.limiter.rate_limited(0.0, 10.5, None) == [
+        ChangeRate("k", RateChange(factor=0.5, floor=3.0, ceiling=60), 60)
+    ]
+    spent = RateLimitInfo(remaining_requests=0, reset_requests=11.0)
+    assert not any(isinstance(op, Hold) for op in limited.limiter.succeeded(0.0, spent))
+    limited.rate_limited(10.0, None)  # at the limit: held
+    assert limited.reserve() == pytest.approx(10.0)
 
 
 # -- AIMD: the limiter adapts ------------------------------------------------------------------
 
 
 def test_the_limiter_starts_at_the_configured_rate() -> None:
-    limiter, _ = make_limiter(90)
-    assert limiter.rate() == 90
+    limited = Limited(90)
+    assert limited.limiter.reserve(limited.now).default_rate == 90
+    assert [limited.reserve() for _ in range(3)] == pytest.approx([0, 2 / 3, 4 / 3])
+    assert limited.store.rate("k") == 90
+    assert limited.rate() == 90
 
 
 def test_each_429_halves_the_rate_down_to_a_floor() -> None:
-    limiter, _ = make_limiter(60)
+    limited = Limited(60)
     rates = []
     for _ in range(6):
-        limiter.rate_limited(None, None)
-        rates.append(limiter.rate())
+        limited.rate_limited(None, None)
+        rates.append(limited.rate())
     # Halved each time, but never below 5% of the configured rate (3 rpm here).
     assert rates == pytest.approx([30, 15, 7.5, 3.75, 3, 3])
 
 
 def test_a_lower_rate_spaces_the_slots_further() -> None:
-    limiter, _ = make_limiter(60)
-    limiter.rate_limited(None, None)  # 30 rpm: one slot every 2 s
-    assert [limiter.reserve() for _ in range(3)] == pytest.approx([0, 2, 4])
+    limited = Limited(60)
+    limited.rate_limited(None, None)  # 30 rpm: one slot every 2 s
+    assert [limited.reserve() for _ in range(3)] == pytest.approx([0, 2, 4])
 
 
 def test_successes_add_back_a_twentieth_of_the_rate_up_to_the_ceiling() -> None:
-    limiter, _ = make_limiter(60)
-    limiter.rate_limited(None, None)  # 30
+    limited = Limited(60)
+    limited.rate_limited(None, None)  # 30
     rates = []
     for _ in range(12):
-        limiter.succeeded(None)
-        rates.append(limiter.rate())
+        limited.succeeded(None)
+        rates.append(limited.rate())
     # +3 rpm per success (5% of 60), back to 60 after ten and never above it.
     assert rates == pytest.approx([33, 36, 39, 42, 45, 48, 51, 54, 57, 60, 60, 60])
 
 
 def test_successes_never_raise_the_rate_above_the_configured_one() -> None:
-    limiter, _ = make_limiter(60)
+    limited = Limited(60)
     for _ in range(5):
-        limiter.succeeded(None)
-    assert limiter.rate() == 60
+        limited.succeeded(None)
+    assert limited.rate() == 60
 
 
 def test_not_adaptive_keeps_the_configured_rate() -> None:
-    limiter, _ = make_limiter(60, adaptive=False)
-    limiter.rate_limited(None, None)
-    assert limiter.rate() == 60
-    limiter.succeeded(None)
-    assert limiter.rate() == 60
+    limited = Limited(60, adaptive=False)
+    limited.rate_limited(None, None)
+    assert limited.rate() == 60
+    limited.succeeded(None)
+    assert limited.rate() == 60
 
 
 def test_a_429_hint_holds_every_slot_until_it_has_passed() -> None:
-    limiter, clock = make_limiter(60)
-    limiter.rate_limited(7.0, None)
-    clock.now += 3.0
-    assert limiter.reserve() == pytest.approx(4.0)
+    limited = Limited(60)
+    limited.rate_limited(7.0, None)
+    limited.now += 3.0
+    assert limited.reserve() == pytest.approx(4.0)
 
 
 def test_a_429_hint_holds_a_burst_until_it_has_passed() -> None:
-    limiter, _ = make_limiter(60, burst=5)
-    limiter.rate_limited(5.0, None)
-    assert limiter.reserve() >= 5.0 - APPROX
+    limited = Limited(60, burst=5)
+    limited.rate_limited(5.0, None)
+    assert limited.reserve() >= 5.0 - APPROX
 
 
 def test_a_429_hint_holds_even_when_not_adaptive() -> None:
-    limiter, _ = make_limiter(60, adaptive=False)
-    limiter.rate_limited(7.0, None)
-    assert limiter.reserve() == pytest.approx(7.0)
-    assert limiter.rate() == 60
+    limited = Limited(60, adaptive=False)
+    limited.rate_limited(7.0, None)
+    assert limited.reserve() == pytest.approx(7.0)
+    assert limited.rate() == 60
+
+
+def test_a_refunded_slot_goes_to_the_next_caller() -> None:
+    limited = Limited(60)
+    assert limited.reserve() == 0
+    assert limited.reserve() == pytest.approx(1.0)
+    limited.refund()  # that caller gave up while waiting
+    assert limited.reserve() == pytest.approx(1.0)  # its slot, not the one after
 
 
 # -- the provider's rate-limit headers ---------------------------------------------------------
 
 
 def test_a_lower_limit_requests_header_lowers_the_ceiling() -> None:
-    limiter, _ = make_limiter(120)
-    limiter.succeeded(RateLimitInfo(limit_requests=30, remaining_requests=29))
-    assert limiter.rate() == 30
-    limiter.rate_limited(None, None)
+    limited = Limited(120)
+    limited.succeeded(RateLimitInfo(limit_requests=30, remaining_requests=29))
+    assert limited.rate() == 30
+    limited.rate_limited(None, None)
     for _ in range(100):
-        limiter.succeeded(None)
-    assert limiter.rate() == 30  # successes climb back to the server's limit, not ours
+        limited.succeeded(None)
+    assert limited.rate() == 30  # successes climb back to the server's limit, not ours
 
 
 def test_a_higher_limit_requests_header_never_raises_the_ceiling() -> None:
-    limiter, _ = make_limiter(60)
-    limiter.succeeded(RateLimitInfo(limit_requests=10_000))
-    assert limiter.rate() == 60
-    limiter.rate_limited(None, None)
+    limited = Limited(60)
+    limited.succeeded(RateLimitInfo(limit_requests=10_000))
+    assert limited.rate() == 60
+    limited.rate_limited(None, None)
     for _ in range(100):
-        limiter.succeeded(RateLimitInfo(limit_requests=10_000))
-    assert limiter.rate() == 60
+        limited.succeeded(RateLimitInfo(limit_requests=10_000))
+    assert limited.rate() == 60
 
 
 def test_a_zero_limit_requests_header_is_ignored() -> None:
-    limiter, _ = make_limiter(60)
-    limiter.succeeded(RateLimitInfo(limit_requests=0))
-    assert limiter.rate() == 60
+    limited = Limited(60)
+    limited.succeeded(RateLimitInfo(limit_requests=0))
+    assert limited.rate() == 60
 
 
 def test_no_requests_remaining_holds_until_the_reset() -> None:
-    limiter, _ = make_limiter(60)
-    limiter.succeeded(RateLimitInfo(remaining_requests=0, reset_requests=7.0))
-    assert limiter.reserve() == pytest.approx(7.0)
+    limited = Limited(60)
+    limited.succeeded(RateLimitInfo(remaining_requests=0, reset_requests=7.0))
+    assert limited.reserve() == pytest.approx(7.0)
 
 
 def test_requests_remaining_do_not_hold() -> None:
-    limiter, _ = make_limiter(60)
-    limiter.succeeded(RateLimitInfo(remaining_requests=3, reset_requests=7.0))
-    assert limiter.reserve() == 0
+    limited = Limited(60)
+    limited.succeeded(RateLimitInfo(remaining_requests=3, reset_requests=7.0))
+    assert limited.reserve() == 0
 
 
 def test_no_requests_remaining_without_a_reset_does_not_hold() -> None:
-    limiter, _ = make_limiter(60)
-    limiter.succeeded(RateLimitInfo(remaining_requests=0))
-    assert limiter.reserve() == 0
+    limited = Limited(60)
+    limited.succeeded(RateLimitInfo(remaining_requests=0))
+    assert limited.reserve() == 0
 
 
 def test_headers_on_a_429_are_heeded_too() -> None:
-    limiter, _ = make_limiter(120)
-    limiter.rate_limited(
+    limited = Limited(120)
+    limited.rate_limited(
         None, RateLimitInfo(limit_requests=40, remaining_requests=0, reset_requests=3.0)
     )
-    assert limiter.rate() == 20  # the server's 40, halved
-    assert limiter.reserve() == pytest.approx(3.0)
+    assert limited.rate() == 20  # the server's 40, halved
+    assert limited.reserve() == pytest.approx(3.0)
 
 
 def test_a_429_never_raises_the_rate_above_the_servers_limit() -> None:
-    limiter, _ = make_limiter(120)
-    limiter.succeeded(RateLimitInfo(limit_requests=5))  # OpenAI tier 1: 5 images a minute
-    assert limiter.rate() == 5
-    limiter.rate_limited(None, None)
-    assert limiter.rate() <= 5
+    limited = Limited(120)
+    limited.succeeded(RateLimitInfo(limit_requests=5))  # OpenAI tier 1: 5 images a minute
+    assert limited.rate() == 5
+    limited.rate_limited(None, None)
+    assert limited.rate() <= 5
 
 
 # -- through the clients, with fake time -------------------------------------------------------
@@ -458,13 +685,13 @@ def test_a_429_lowers_the_rate_and_successes_raise_it_back(
     with pytest.raises(aigen.RateLimitError) as caught:
         made.generate("x")
     assert type(caught.value) is aigen.RateLimitError
-    assert limiter_of(made).rate() == 30
+    assert rate_of(made) == 30
     made.generate("x")  # the slot reserved at 60 rpm: 1 s
     made.generate("x")  # now at 30 rpm (33 after the success): 2 s
     assert fake_time.sleeps == pytest.approx([1.0, 2.0])
     for _ in range(10):
         made.generate("x")
-    assert limiter_of(made).rate() == 60
+    assert rate_of(made) == 60
     assert fake_time.sleeps[-1] == pytest.approx(1.0)  # back to one call a second
 
 
@@ -542,7 +769,7 @@ def test_a_quota_429_does_not_lower_the_rate(
     made = client(make_client, kit, rate_limit=RateLimit(requests_per_minute=60), max_retries=0)
     with pytest.raises(aigen.QuotaExceededError):
         made.generate("x")
-    assert limiter_of(made).rate() == 60
+    assert rate_of(made) == 60
     made.generate("x")
     assert fake_time.sleeps == pytest.approx([1.0])  # the usual spacing; no 30 s hold
 
@@ -554,7 +781,7 @@ def test_a_server_error_does_not_change_the_rate(
     made = client(make_client, kit, rate_limit=RateLimit(requests_per_minute=60), max_retries=0)
     with pytest.raises(aigen.ServerError):
         made.generate("x")
-    assert limiter_of(made).rate() == 60
+    assert rate_of(made) == 60
 
 
 def test_every_attempt_takes_a_slot(
@@ -579,7 +806,7 @@ class RecordingStore:
     """A store of one's own (no base class): delegates to memory, records every call."""
 
     def __init__(self, fixed_wait: float | None = None) -> None:
-        self.inner = MemoryRateLimitStore()
+        self.inner = MemoryStore()
         self.fixed_wait = fixed_wait
         self.calls: list[tuple[str, str, Any, Any, Any]] = []
 
@@ -590,18 +817,23 @@ class RecordingStore:
         burst: int,
         default_rate: float,
         max_wait: float | None = None,
+        cost: int = 1,
     ) -> float:
         self.calls.append(("reserve", key, now, burst, default_rate))
-        wait = self.inner.reserve(key, now, burst, default_rate, max_wait)
+        wait = self.inner.reserve(key, now, burst, default_rate, max_wait, cost)
         return wait if self.fixed_wait is None else self.fixed_wait
+
+    def refund(self, key: str, now: float, default_rate: float, cost: int = 1) -> None:
+        self.calls.append(("refund", key, now, cost, default_rate))
+        self.inner.refund(key, now, default_rate, cost)
 
     def hold_until(self, key: str, until: float, default_rate: float) -> None:
         self.calls.append(("hold_until", key, until, None, default_rate))
         self.inner.hold_until(key, until, default_rate)
 
-    def update_rate(self, key: str, change: Callable[[float], float], default_rate: float) -> float:
-        rate = self.inner.update_rate(key, change, default_rate)
-        self.calls.append(("update_rate", key, None, None, rate))
+    def change_rate(self, key: str, change: RateChange, default_rate: float) -> float:
+        rate = self.inner.change_rate(key, change, default_rate)
+        self.calls.append(("change_rate", key, change, None, rate))
         return rate
 
 
@@ -623,7 +855,11 @@ def test_a_store_of_ones_own_is_used(
     # One reservation per attempt (three attempts), the rate adapted, the hint held.
     assert kinds.count("reserve") == 3
     assert "hold_until" in kinds
-    assert "update_rate" in kinds
+    assert "change_rate" in kinds
+    assert "refund" not in kinds  # every slot taken was used
+    # Each rate change reached the store as data, not as a function to call.
+    changes = [call[2] for call in store.calls if call[0] == "change_rate"]
+    assert changes and all(type(change) is RateChange for change in changes)
     keys = {call[1] for call in store.calls}
     assert len(keys) == 1
     (key,) = keys
@@ -633,6 +869,42 @@ def test_a_store_of_ones_own_is_used(
     assert reserve[2:] == (pytest.approx(1_750_000_000.0), 2, 60)  # wall time, burst, rate
     hold = next(call for call in store.calls if call[0] == "hold_until")
     assert hold[2] == pytest.approx(fake_time.now)  # until = when the 429 came + 4 s
+
+
+class Interrupted(BaseException):
+    """Stands for a Ctrl-C or a cancellation arriving while a call sleeps."""
+
+
+class InterruptingClock(FakeTime):
+    """Fake time whose first `sleep` is interrupted before any time passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted = False
+
+    def sleep(self, seconds: float) -> None:
+        if not self.interrupted:
+            self.interrupted = True
+            raise Interrupted
+        super().sleep(seconds)
+
+
+def test_a_call_interrupted_while_waiting_its_turn_gives_its_slot_back(
+    make_client: Any, kit: Any, api: Any
+) -> None:
+    api.side_effect = lambda request: kit.success()
+    store = RecordingStore()
+    made = client(make_client, kit, rate_limit=RateLimit(requests_per_minute=60, store=store))
+    clock = InterruptingClock()
+    use_clock(made.target, clock)
+    made.generate("x")  # the slot at 0
+    with pytest.raises(Interrupted):
+        made.generate("y")  # reserved the slot at 1 s, interrupted while waiting for it
+    assert api.call_count == 1
+    assert [call[0] for call in store.calls][-1] == "refund"
+    made.generate("z")
+    assert clock.sleeps == pytest.approx([1.0])  # the slot the interrupted call gave back
+    assert api.call_count == 2
 
 
 def test_the_wait_a_store_returns_is_the_wait_slept(
@@ -651,7 +923,7 @@ def test_clients_sharing_a_store_share_the_budget(
     make_client: Any, kit: Any, api: Any, fake_time: FakeTime
 ) -> None:
     api.side_effect = lambda request: kit.success()
-    shared = RateLimit(requests_per_minute=60, store=MemoryRateLimitStore())
+    shared = RateLimit(requests_per_minute=60, store=MemoryStore())
     first = client(make_client, kit, rate_limit=shared)
     second = client(make_client, kit, rate_limit=shared)
     first.generate("x")
@@ -730,7 +1002,7 @@ def test_a_call_refused_for_its_deadline_leaves_its_slot_to_others(
     make_client: Any, kit: Any, api: Any, fake_time: FakeTime
 ) -> None:
     api.side_effect = lambda request: kit.success()
-    store = MemoryRateLimitStore()
+    store = MemoryStore()
     hurried = client(
         make_client,
         kit,
@@ -761,7 +1033,7 @@ def test_openai_limit_requests_header_lowers_the_clients_rate(
         made.generate("x")
     # The second call had its 0.5 s slot at 120 rpm; then the server's 30 rpm: 2 s.
     assert fake_time.sleeps == pytest.approx([0.5, 2.0])
-    assert limiter_of(made).rate() == 30
+    assert rate_of(made) == 30
 
 
 @openai_only
@@ -789,7 +1061,7 @@ def test_openai_headers_on_a_429_inform_the_limiter(
     made = client(make_client, kit, rate_limit=RateLimit(requests_per_minute=60), max_retries=0)
     with pytest.raises(aigen.RateLimitError):
         made.generate("x")
-    assert limiter_of(made).rate() == 10  # the server's 20, halved by the 429
+    assert rate_of(made) == 10  # the server's 20, halved by the 429
     made.generate("y")
     assert fake_time.sleeps == pytest.approx([3.0])  # held until the reset
 

@@ -20,12 +20,11 @@ import httpcore
 import httpx
 import pytest
 
+from aigen._capped_streams import AsyncCappedBackend, CappedBackend
 from aigen._transport import (
     POOL_LIMITS,
     DefaultAsyncHttpxClient,
     DefaultHttpxClient,
-    _AsyncCappedBackend,
-    _CappedBackend,
     current_deadline,
     exchange_deadline,
 )
@@ -275,7 +274,7 @@ class _Recorder(httpcore.NetworkBackend, httpcore.NetworkStream):
 
 def test_each_operation_gets_the_smaller_of_its_timeout_and_the_time_left() -> None:
     inner = _Recorder()
-    stream = _CappedBackend(inner).connect_tcp("h", 1, timeout=5)
+    stream = CappedBackend(inner).connect_tcp("h", 1, timeout=5)
     tls = stream.start_tls(ssl_context=None, timeout=5)  # type: ignore[arg-type]
     assert type(tls) is type(stream)  # the TLS stream is capped too
     tls.read(1, timeout=None)
@@ -306,7 +305,7 @@ def test_no_time_left_is_a_timeout_without_touching_the_socket(
     operation: Any, expected: type[Exception]
 ) -> None:
     inner = _Recorder()
-    backend = _CappedBackend(inner)
+    backend = CappedBackend(inner)
     stream = backend.connect_tcp("h", 1)
     inner.timeouts.clear()
     with exchange_deadline(time.monotonic()), pytest.raises(expected):
@@ -319,7 +318,7 @@ def test_the_pool_keeps_twenty_idle_connections_and_caps_none() -> None:
         pool = client._transport._pool  # type: ignore[attr-defined]
         assert pool._max_keepalive_connections == 20
         assert pool._max_connections == sys.maxsize  # httpcore's "no cap"
-        assert isinstance(pool._network_backend, _CappedBackend)
+        assert isinstance(pool._network_backend, CappedBackend)
     assert POOL_LIMITS.max_keepalive_connections == 20
     assert POOL_LIMITS.max_connections is None
 
@@ -328,7 +327,7 @@ def test_the_async_pool_wraps_httpcores_own_default_backend() -> None:
     client = DefaultAsyncHttpxClient(limits=httpx.Limits(max_keepalive_connections=3))
     pool = client._transport._pool  # type: ignore[attr-defined]
     assert pool._max_keepalive_connections == 3
-    assert isinstance(pool._network_backend, _AsyncCappedBackend)
+    assert isinstance(pool._network_backend, AsyncCappedBackend)
     asyncio.run(client.aclose())
 
 
@@ -339,12 +338,12 @@ def test_proxy_transports_httpx_builds_are_capped_and_the_callers_are_not() -> N
         transport=theirs, mounts={"http://example.test": mounted}, proxy="http://127.0.0.1:9"
     ) as client:
         assert client._transport is theirs
-        assert not isinstance(theirs._pool._network_backend, _CappedBackend)
-        assert not isinstance(mounted._pool._network_backend, _CappedBackend)
+        assert not isinstance(theirs._pool._network_backend, CappedBackend)
+        assert not isinstance(mounted._pool._network_backend, CappedBackend)
         built = [t for t in client._mounts.values() if t is not mounted]
         assert built
         for transport in built:
-            assert isinstance(transport._pool._network_backend, _CappedBackend)  # type: ignore[union-attr]
+            assert isinstance(transport._pool._network_backend, CappedBackend)  # type: ignore[union-attr]
 
 
 def test_a_sync_client_still_does_not_import_asyncio() -> None:

@@ -9,9 +9,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._sync_client import Client
 from .._conversation import ConversationState
 from .._models import GenerationResponse
+from .._sync_client import Client
 from ._report import Reporter
 
 __all__ = [

@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._sync_client import Client
 from .._retry import RetryPolicy
+from .._sync_client import Client
 from ._report import Reporter
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import Literal, TextIO
 
 from .._models import GenerationResponse
 from ._exit import BatchIncomplete, describe
-from ._status import RetryEvent, RetryWatcher, StatusLine
+from ._status import RetryWatcher, SeenRetry, StatusLine
 
 __all__ = ["Mode", "Reporter"]
 
@@ -37,7 +37,7 @@ class Reporter:
             else:
                 yield
 
-    def retries(self, response: GenerationResponse) -> list[RetryEvent]:
+    def retries(self, response: GenerationResponse) -> list[SeenRetry]:
         """The retries that led to `response`."""
         return self.watcher.for_generation(response.generation_id)
 

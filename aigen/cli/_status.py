@@ -18,10 +18,12 @@ from typing import TextIO
 
 from typing_extensions import Self
 
+from .._retry import RetryEvent
+
 __all__ = [
     "LiveLine",
-    "RetryEvent",
     "RetryWatcher",
+    "SeenRetry",
     "StatusLine",
     "is_terminal",
     "terminal_columns",
@@ -32,14 +34,27 @@ _REFRESH_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
-class RetryEvent:
-    """One retry: which generation, which attempt failed, why, and how long aigen waits."""
+class SeenRetry:
+    """One retry as the status line shows it: aigen's typed `RetryEvent`, and when it came."""
 
-    generation_id: str
-    failed_attempt: int
-    wait_seconds: float
-    cause: str
+    event: RetryEvent
     at: float
+
+    @property
+    def generation_id(self) -> str:
+        return self.event.generation_id
+
+    @property
+    def failed_attempt(self) -> int:
+        return self.event.attempt
+
+    @property
+    def wait_seconds(self) -> float:
+        return self.event.wait
+
+    @property
+    def cause(self) -> str:
+        return str(self.event.error)
 
 
 class RetryWatcher(logging.Handler):
@@ -47,26 +62,16 @@ class RetryWatcher(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(level=logging.INFO)
-        self.events: list[RetryEvent] = []
+        self.events: list[SeenRetry] = []
         self._logger = logging.getLogger("aigen")
         self._previous_level = self._logger.level
 
     def emit(self, record: logging.LogRecord) -> None:
-        wait = getattr(record, "wait_seconds", None)
-        if wait is None:
-            return
-        cause = record.args[2] if isinstance(record.args, tuple) and len(record.args) > 2 else ""
-        self.events.append(
-            RetryEvent(
-                generation_id=str(getattr(record, "generation_id", "")),
-                failed_attempt=int(getattr(record, "attempt", 0)),
-                wait_seconds=float(wait),
-                cause=str(cause),
-                at=time.monotonic(),
-            )
-        )
+        event = getattr(record, "retry", None)
+        if isinstance(event, RetryEvent):  # aigen's retry records carry it typed
+            self.events.append(SeenRetry(event, at=time.monotonic()))
 
-    def for_generation(self, generation_id: str) -> list[RetryEvent]:
+    def for_generation(self, generation_id: str) -> list[SeenRetry]:
         """The retries of one call."""
         return [event for event in self.events if event.generation_id == generation_id]
 

@@ -11,7 +11,9 @@ from importlib import import_module
 from .._errors import ConfigurationError
 from .._http import FormFile, HttpRequest, HttpResponse
 from ._base import (
+    AnyProvider,
     ErrorContext,
+    MultiStepProvider,
     Provider,
     ProviderAnswer,
     RequestContext,
@@ -19,16 +21,26 @@ from ._base import (
     decode_base64_image,
     parse_json_body,
 )
+from ._steps import Exchange, NextChunk, Progress, ProviderFlow, ProviderStep, Stream, Wait
 
 __all__ = [
     "BUILTIN_PROVIDERS",
+    "AnyProvider",
     "ErrorContext",
+    "Exchange",
     "FormFile",
     "HttpRequest",
     "HttpResponse",
+    "MultiStepProvider",
+    "NextChunk",
+    "Progress",
     "Provider",
     "ProviderAnswer",
+    "ProviderFlow",
+    "ProviderStep",
     "RequestContext",
+    "Stream",
+    "Wait",
     "api_error_class",
     "builtin_provider",
     "decode_base64_image",

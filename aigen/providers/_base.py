@@ -34,9 +34,12 @@ from .._errors import (
 )
 from .._http import HttpRequest, HttpResponse
 from .._models import GenerationRequest, ProviderOptions, RateLimitInfo, TurnPart, Usage
+from ._steps import ProviderFlow
 
 __all__ = [
+    "AnyProvider",
     "ErrorContext",
+    "MultiStepProvider",
     "Provider",
     "ProviderAnswer",
     "RequestContext",
@@ -116,6 +119,31 @@ class Provider(Protocol):
         subclass, with `retry_after` set from any hint in the body)."""
         ...
 
+
+@runtime_checkable
+class MultiStepProvider(Protocol):
+    """A provider whose generation takes more than one exchange (a queue to poll, a
+    stream of events): it gives `exchange()` instead of `build_request` and
+    `parse_response`; the attributes and `parse_error` are as for `Provider`."""
+
+    name: str
+    default_model: str
+    default_base_url: str
+    api_key_env_vars: tuple[str, ...]
+    takes_seed: bool
+
+    def exchange(self, request: GenerationRequest, context: RequestContext) -> ProviderFlow:
+        """A generator of steps (aigen/providers/_steps.py) that returns the answer.
+        Raise `ConfigurationError` before the first step for a request it cannot serve."""
+        ...
+
+    def parse_error(self, response: HttpResponse, context: ErrorContext) -> GenerationError:
+        """Describe a non-2xx answer of any step as the error to raise."""
+        ...
+
+
+# What a client accepts as its provider.
+AnyProvider = Provider | MultiStepProvider
 
 OptionsT = TypeVar("OptionsT", bound=ProviderOptions)
 

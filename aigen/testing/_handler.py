@@ -167,7 +167,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         for name, value in headers.items():
             self.send_header(name, value)
-        self.end_headers()
+        if reply.head_duration <= 0:
+            self.end_headers()
+            return
+        # A byte at a time, spread over head_duration: each read a client makes gets a
+        # byte in time, so only a limit on the whole exchange stops it.
+        # BaseHTTPRequestHandler keeps the head it built in _headers_buffer until
+        # end_headers() writes it in one go.
+        buffered: list[bytes] = getattr(self, "_headers_buffer", [])
+        head = b"".join(buffered) + b"\r\n"
+        buffered.clear()
+        pause = reply.head_duration / len(head)
+        for i in range(len(head)):
+            if not self.server.fake._pause(pause):
+                raise ConnectionAbortedError("the fake stopped")
+            self.wfile.write(head[i : i + 1])
 
     def _send_paced(self, payload: bytes, reply: Reply, chunked: bool) -> bool:
         """Send `payload` over `body_duration`; `False` if the fake stopped meanwhile."""

@@ -76,7 +76,8 @@ class Reply:
     from a proxy, say). `headers` are added to `content-type` and `content-length` (and
     to what the dialect puts on every answer, such as OpenAI's `x-request-id`);
     `content_type`, when given, replaces the `content-type` header whatever set it.
-    `delay` is waited before the status line; `body_duration` is spread over `chunks`
+    `delay` is waited before the status line; `head_duration` spreads the status line
+    and headers over that many seconds, a byte at a time; `body_duration` is spread over `chunks`
     pauses between the headers and the last byte of the body. `cut_after` sends only that
     many bytes of the body (the full length is still announced) and then closes the
     connection: an answer lost halfway. `reset_after` does the same but resets the
@@ -96,6 +97,7 @@ class Reply:
     body: object = None
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    head_duration: float = 0.0
     body_duration: float = 0.0
     chunks: int = 4
     cut_after: int | None = None
@@ -140,8 +142,9 @@ class Situation:
     Made by the functions of this module (`success()`, `rate_limited()`, ...), which say
     what each field means for them. `details` are extras only one dialect understands
     (Gemini's `text=`, OpenAI's `revised_prompt=`); scripting them on another fake raises
-    `ValueError`. `headers`, `content_type`, `chunked`, `gzip` and the timing fields (`delay`,
-    `body_duration`, `chunks`, `cut_after`, `reset_after`) are applied as `Reply`'s are.
+    `ValueError`. `headers`, `content_type`, `chunked`, `gzip` and the timing fields
+    (`delay`, `head_duration`, `body_duration`, `chunks`, `cut_after`, `reset_after`) are
+    applied as `Reply`'s are.
     """
 
     kind: SituationKind
@@ -158,6 +161,7 @@ class Situation:
     details: Mapping[str, object] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    head_duration: float = 0.0
     body_duration: float = 0.0
     chunks: int = 4
     cut_after: int | None = None
@@ -183,6 +187,7 @@ def success(
     mime_type: str | None = None,
     request_id: str | None = None,
     delay: float = 0.0,
+    head_duration: float = 0.0,
     body_duration: float = 0.0,
     chunks: int = 4,
     cut_after: int | None = None,
@@ -208,8 +213,9 @@ def success(
     The transport keywords are `Reply`'s: `content_type` replaces the `content-type`
     header (the body stays the provider's JSON: `"text/plain"` for a proxy that labels
     everything as text), `chunked=True` sends the body without `content-length`,
-    `gzip=True` sends it gzipped, and `cut_after` / `reset_after` lose the answer after
-    that many bytes of the body.
+    `gzip=True` sends it gzipped, `head_duration` trickles the status line and headers a
+    byte at a time over that many seconds, and `cut_after` / `reset_after` lose the answer
+    after that many bytes of the body.
     """
     return Situation(
         "success",
@@ -219,6 +225,7 @@ def success(
         details=dict(details),
         headers=dict(headers or {}),
         delay=delay,
+        head_duration=head_duration,
         body_duration=body_duration,
         chunks=chunks,
         cut_after=cut_after,

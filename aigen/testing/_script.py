@@ -172,6 +172,7 @@ class ScriptedAPI:
                 said,
                 headers={**said.headers, **outcome.headers},
                 delay=outcome.delay,
+                head_duration=outcome.head_duration,
                 body_duration=outcome.body_duration,
                 chunks=outcome.chunks,
                 cut_after=outcome.cut_after,

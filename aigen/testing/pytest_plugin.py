@@ -23,8 +23,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from .._sync_client import Client
 from .._retry import RetryPolicy
+from .._sync_client import Client
 from ._script import TEST_API_KEY, ScriptedAPI
 from ._server import FakeGemini, FakeOpenAI
 
