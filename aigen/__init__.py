@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ._async_client import AsyncClient
     from ._circuit import CircuitBreaker
     from ._conversation import AsyncConversation, Conversation, ConversationState
+    from ._memory_store import MemoryStore
     from ._models import (
         GenerationRequest,
         GenerationResponse,
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     )
     from ._ratelimit import MemoryRateLimitStore, RateLimit
     from ._retry import RetryEvent, RetryPolicy
-    from ._store import CircuitStore, MemoryStore, RateLimitStore
+    from ._store import CircuitStore, RateLimitStore
     from ._sync_client import Client
     from ._transport import DefaultAsyncHttpxClient, DefaultHttpxClient
     from .providers import Provider
@@ -69,7 +70,7 @@ _LAZY: dict[str, str] = {
     "MemoryRateLimitStore": "._ratelimit",
     "RateLimit": "._ratelimit",
     "CircuitStore": "._store",
-    "MemoryStore": "._store",
+    "MemoryStore": "._memory_store",
     "RateLimitStore": "._store",
     "RetryEvent": "._retry",
     "RetryPolicy": "._retry",

@@ -13,6 +13,7 @@ the shape of httpx's `Auth.auth_flow`, applied to a whole call::
     yield ReturnSlot()                      # reply: None
     yield Emit(event)                       # reply: None; the event reaches the caller
 
+Each action names its `verb`: the driver carries it out with its method `_do_<verb>`.
 A failure while performing an action is thrown back into the flow at its `yield`:
 httpx's errors as a `TransportFailure` (so the core never imports httpx), anything
 else (a cancellation, KeyboardInterrupt) as it is, so the flow can clean up (return its
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from ._body import BodyReader
 from ._http import HttpRequest
@@ -53,6 +54,8 @@ class Send:
     """Send `request` and read its whole body through the reader `open_body` makes from
     the answer's headers. `time_left` (seconds) bounds the exchange, headers included."""
 
+    verb: ClassVar[str] = "send"
+
     request: HttpRequest
     time_left: float | None
     open_body: Callable[[Mapping[str, str]], BodyReader]
@@ -61,7 +64,9 @@ class Send:
 @dataclass(frozen=True, slots=True)
 class OpenStream:
     """Send `request` and answer with its `StreamHead`; the body is then read with
-    `ReadChunk` and closed by the driver when the flow ends (or by `CloseStream`)."""
+    `ReadChunk`, and closed by the driver when the flow ends or opens another."""
+
+    verb: ClassVar[str] = "open_stream"
 
     request: HttpRequest
     time_left: float | None
@@ -79,10 +84,14 @@ class StreamHead:
 class ReadChunk:
     """Read the open stream's next bytes as they came off the wire (b"" at the end)."""
 
+    verb: ClassVar[str] = "read_chunk"
+
 
 @dataclass(frozen=True, slots=True)
 class Sleep:
     """Wait `seconds` (a backoff, a limiter's slot, a poll interval)."""
+
+    verb: ClassVar[str] = "sleep"
 
     seconds: float
 
@@ -90,6 +99,8 @@ class Sleep:
 @dataclass(frozen=True, slots=True)
 class AskStore:
     """Run one store operation on `store` (sync, or awaited by the async driver)."""
+
+    verb: ClassVar[str] = "ask_store"
 
     store: object
     op: StoreOp[Any]
@@ -100,6 +111,8 @@ class TakeSlot:
     """Take one of the client's `max_concurrency` slots, waiting at most `timeout`
     seconds (`None`: as long as it takes); the reply says whether one was taken."""
 
+    verb: ClassVar[str] = "take_slot"
+
     timeout: float | None
 
 
@@ -107,10 +120,14 @@ class TakeSlot:
 class ReturnSlot:
     """Give back the slot `TakeSlot` took."""
 
+    verb: ClassVar[str] = "return_slot"
+
 
 @dataclass(frozen=True, slots=True)
 class Emit:
     """Hand `event` to the caller (a partial image, a progress report)."""
+
+    verb: ClassVar[str] = "emit"
 
     event: object
 

@@ -6,48 +6,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 from typing_extensions import Self, Unpack
 
-from ._actions import (
-    Action,
-    AskStore,
-    Done,
-    Emit,
-    Flow,
-    OpenStream,
-    ReadChunk,
-    ReturnSlot,
-    Send,
-    Sleep,
-    StreamHead,
-    TakeSlot,
-)
-from ._circuit import CircuitBreaker
-from ._client import (
-    HTTPX_ERRORS,
-    BaseClient,
-    Result,
-    body_of,
-    closed_client,
-    prepare_batch,
-    transport_failure,
-)
-from ._constants import DEFAULT_BATCH_CONCURRENCY, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
+from . import _actions as act
+from ._client import BaseClient, Batch, ClientOptions, OnProgress, Result
+from ._constants import DEFAULT_BATCH_CONCURRENCY
 from ._conversation import AsyncConversation
+from ._deadline import exchange_deadline
+from ._driving import Stepper, body_of, monotonic_deadline
 from ._errors import ConfigurationError, GenerationError
 from ._flow import generation_flow
 from ._http import HttpResponse
 from ._models import GenerationFields, GenerationRequest, GenerationResponse
-from ._ratelimit import RateLimit
-from ._retry import RetryPolicy
-from ._sync_client import CallAbandoned, _monotonic_deadline
-from ._transport import DefaultAsyncHttpxClient, exchange_deadline
-from .providers import AnyProvider
+from ._transport import DefaultAsyncHttpxClient
 
 __all__ = ["AsyncClient"]
 
@@ -64,39 +40,11 @@ class AsyncClient(BaseClient[AsyncConversation]):
     _conversation_class = AsyncConversation
 
     def __init__(
-        self,
-        *,
-        provider: str | AnyProvider | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        model: str | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        allow_insecure_http: bool = False,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        rate_limit: RateLimit | None = None,
-        circuit_breaker: CircuitBreaker | None = None,
-        max_concurrency: int | None = None,
+        self, *, http_client: httpx.AsyncClient | None = None, **options: Unpack[ClientOptions]
     ) -> None:
-        super().__init__(
-            provider=provider,
-            api_key=api_key,
-            base_url=base_url,
-            model=model,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry=retry,
-            allow_insecure_http=allow_insecure_http,
-            max_response_bytes=max_response_bytes,
-            rate_limit=rate_limit,
-            circuit_breaker=circuit_breaker,
-            max_concurrency=max_concurrency,
-        )
+        super().__init__(**options)
         self._owns_http_client = http_client is None
         self._http = http_client or DefaultAsyncHttpxClient(timeout=self._timeout)
-        self._max_concurrency = max_concurrency
         # What belongs to one event loop: the pool's connections and the slots' semaphore.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -112,10 +60,10 @@ class AsyncClient(BaseClient[AsyncConversation]):
 
     async def generate_many(
         self,
-        requests: Iterable[GenerationRequest | str],
+        requests: Batch,
         *,
         concurrency: int = DEFAULT_BATCH_CONCURRENCY,
-        on_progress: Callable[[int, int], object] | None = None,
+        on_progress: OnProgress = None,
     ) -> list[Result]:
         """Generate many images, `concurrency` at a time; results in input order.
 
@@ -123,7 +71,7 @@ class AsyncClient(BaseClient[AsyncConversation]):
         with: one failure never loses the others. Every request is validated before any is
         sent. `on_progress(done, total)` is called as calls finish.
         """
-        batch = prepare_batch(requests, concurrency)
+        batch = self._prepared(requests, concurrency)
         gate = asyncio.Semaphore(concurrency)
         done = 0
 
@@ -151,7 +99,7 @@ class AsyncClient(BaseClient[AsyncConversation]):
     def _enter_loop(self) -> None:
         """Check the client is open, and give a new event loop its own pool and slots."""
         if self._closed or (self._http.is_closed and not self._owns_http_client):
-            raise closed_client(self)
+            raise self._closed_error()
         loop = asyncio.get_running_loop()
         if loop is self._loop:
             return
@@ -165,8 +113,8 @@ class AsyncClient(BaseClient[AsyncConversation]):
             # aigen's own pool: a fresh one for this loop (the last loop's closed with it).
             self._http = DefaultAsyncHttpxClient(timeout=self._timeout)
         self._loop = loop
-        if self._max_concurrency:
-            self._slots = asyncio.Semaphore(self._max_concurrency)
+        if self._engine.settings.max_concurrency:
+            self._slots = asyncio.Semaphore(self._engine.settings.max_concurrency)
         if self._owns_http_client:
             # An async generator left open is closed by the loop as it shuts down
             # (asyncio.run, pytest-asyncio): it closes this loop's connections then,
@@ -177,69 +125,65 @@ class AsyncClient(BaseClient[AsyncConversation]):
 
     # -- the driver ------------------------------------------------------------------------
 
-    async def _run(self, flow: Flow[T]) -> T:
-        """Carry out a flow that emits no events, and return its result."""
-        async for item in self._drive(flow):
-            if type(item) is Done:
-                return item.value  # type: ignore[no-any-return]
-        raise AssertionError("a flow's driver always ends with Done")  # pragma: no cover
+    async def _run(self, flow: act.Flow[T]) -> T:
+        """Carry out a flow and return its result (a streaming caller's events dropped)."""
+        last: object = None
+        async for last in self._drive(flow):  # noqa: B007 (only the last, Done, matters)
+            pass
+        return cast(act.Done[T], last).value
 
-    async def _drive(self, flow: Flow[T]) -> AsyncIterator[object]:
-        """Perform each action `flow` yields, send back the reply (or throw the failure
-        in), yield each event it emits, and last `Done(result)`."""
-        reply: Any = None
-        error: BaseException | None = None
-        stream = _Stream()
-        try:
-            while True:
+    async def _drive(self, flow: act.Flow[T]) -> AsyncIterator[object]:
+        """Perform each action `flow` yields and send back its reply (or throw its failure
+        in); yield each event the flow emits, and last `Done(result)`."""
+        steps = Stepper(flow)
+        async with _Stream() as stream:
+            while (action := steps.next()) is not None:
                 try:
-                    action = flow.send(reply) if error is None else flow.throw(error)
-                except StopIteration as done:
-                    yield Done(done.value)
-                    return
-                reply = error = None
-                try:
-                    if type(action) is Emit:
-                        try:
-                            yield action.event
-                        except GeneratorExit:
-                            await self._abandon(flow, stream)
-                            raise
+                    if type(action) is act.Emit and not steps.abandoned:
+                        steps.reply((yield action.event))
                     else:
-                        reply = await self._perform(action, stream)
-                except HTTPX_ERRORS as exc:
-                    error = transport_failure(exc)
-                except BaseException as exc:  # a flow cleans up after anything, then re-raises
-                    error = exc
-        finally:
-            await stream.aclose()
+                        steps.reply(await self._perform(action, stream))
+                except BaseException as exc:  # the flow cleans up after anything, re-raises
+                    steps.fail(exc)
+        if not steps.abandoned:
+            yield act.Done(steps.result)
 
-    async def _perform(self, action: Action, stream: _Stream) -> Any:
-        if type(action) is Send:
-            return await self._send(action)
-        if type(action) is AskStore:
-            return await action.op.arun(action.store)
-        if type(action) is Sleep:
-            return await self._engine.clock.asleep(action.seconds)
-        if type(action) is TakeSlot:
-            assert self._slots is not None
-            try:
-                return await _within(self._slots.acquire(), action.timeout)
-            except asyncio.TimeoutError:
-                return False
-        if type(action) is ReturnSlot:
-            assert self._slots is not None
-            return self._slots.release()
-        if type(action) is OpenStream:
-            request = self._httpx_request(self._http, action.request, action.time_left)
-            return await stream.open(await self._http.send(request, stream=True))
-        if type(action) is ReadChunk:
-            return await anext(stream.chunks, b"")
-        raise TypeError(f"not an action for AsyncClient: {action!r}")
+    async def _perform(self, action: act.Action, stream: _Stream) -> Any:
+        """Carry out one action: `_do_<verb>`, the only places `AsyncClient` does I/O."""
+        return await getattr(self, "_do_" + action.verb)(action, stream)
 
-    async def _send(self, action: Send) -> HttpResponse:
+    async def _do_send(self, action: act.Send, stream: _Stream) -> HttpResponse:
+        return await self._send(action)
+
+    async def _do_ask_store(self, action: act.AskStore, stream: _Stream) -> Any:
+        return await action.op.arun(action.store)
+
+    async def _do_sleep(self, action: act.Sleep, stream: _Stream) -> None:
+        await self._engine.clock.asleep(action.seconds)
+
+    async def _do_take_slot(self, action: act.TakeSlot, stream: _Stream) -> bool:
+        try:
+            await _within(cast(asyncio.Semaphore, self._slots).acquire(), action.timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _do_return_slot(self, action: act.ReturnSlot, stream: _Stream) -> None:
+        cast(asyncio.Semaphore, self._slots).release()
+
+    async def _do_open_stream(self, action: act.OpenStream, stream: _Stream) -> act.StreamHead:
         request = self._httpx_request(self._http, action.request, action.time_left)
-        with exchange_deadline(_monotonic_deadline(action.time_left)):
+        return await stream.open(await self._http.send(request, stream=True))
+
+    async def _do_read_chunk(self, action: act.ReadChunk, stream: _Stream) -> bytes:
+        return await anext(stream.chunks, b"")
+
+    async def _do_emit(self, action: act.Emit, stream: _Stream) -> None:
+        """An event once the caller has gone: nobody to hand it to."""
+
+    async def _send(self, action: act.Send) -> HttpResponse:
+        request = self._httpx_request(self._http, action.request, action.time_left)
+        with exchange_deadline(monotonic_deadline(action.time_left)):
             response = await self._http.send(request, stream=True)
             try:
                 headers = dict(response.headers.items())
@@ -250,15 +194,6 @@ class AsyncClient(BaseClient[AsyncConversation]):
             finally:
                 await response.aclose()
         return HttpResponse(response.status_code, headers, reader.body())
-
-    async def _abandon(self, flow: Flow[T], stream: _Stream) -> None:
-        """Let a flow whose caller left clean up (its slot, its reservation)."""
-        try:
-            action = flow.throw(CallAbandoned())
-            while True:
-                action = flow.send(await self._perform(action, stream))
-        except (CallAbandoned, StopIteration, GenerationError):
-            pass
 
     async def aclose(self) -> None:
         """Close the connection pool (not a `http_client` you passed in)."""
@@ -295,15 +230,21 @@ class _Stream:
         self._response: httpx.Response | None = None
         self.chunks: AsyncIterator[bytes] = _nothing()
 
-    async def open(self, response: httpx.Response) -> StreamHead:
+    async def open(self, response: httpx.Response) -> act.StreamHead:
         await self.aclose()  # a retry's new stream replaces the one before
         self._response, self.chunks = response, response.aiter_raw()
-        return StreamHead(response.status_code, dict(response.headers.items()))
+        return act.StreamHead(response.status_code, dict(response.headers.items()))
 
     async def aclose(self) -> None:
         if self._response is not None:
             await self._response.aclose()
             self._response = None
+
+    async def __aenter__(self) -> _Stream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 async def _close_at_loop_end(http: httpx.AsyncClient) -> AsyncGenerator[None, None]:

@@ -12,21 +12,24 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TypeVar, cast
+
+from tenacity import Retrying
 
 from ._actions import TransportFailure
 from ._body import BodyReader, too_large
+from ._circuit import Breaker
+from ._clock import Clock
+from ._config import Settings
 from ._errors import APIConnectionError, APIError, APITimeoutError, GenerationError
 from ._http import HttpRequest, HttpResponse
 from ._images import image_size, sniff_mime_type
 from ._models import GenerationRequest, GenerationResponse
+from ._ratelimit import RateLimiter
 from ._redact import redact_bytes, redact_value
 from ._retry import parse_retry_after_headers
 from .providers import ErrorContext, Provider, ProviderAnswer
 from .providers._steps import ProviderFlow
-
-if TYPE_CHECKING:
-    from ._core import Engine
 
 __all__ = ["GenerationCall"]
 
@@ -41,7 +44,12 @@ class GenerationCall:
     def __init__(
         self,
         *,
-        engine: Engine,
+        settings: Settings,
+        clock: Clock,
+        jitter: Callable[[], float],
+        retrying: Retrying,
+        limiter: RateLimiter | None,
+        breaker: Breaker | None,
         request: GenerationRequest,
         http_request: HttpRequest | None,
         generation_id: str,
@@ -49,9 +57,14 @@ class GenerationCall:
         seed: int | None,
         steps: ProviderFlow | None = None,
     ) -> None:
-        self.engine = engine
-        self.settings = engine.settings
-        self._monotonic: Callable[[], float] = engine.clock.monotonic
+        # The client's rules and protections, shared by all its calls.
+        self.settings = settings
+        self.clock = clock
+        self._jitter = jitter
+        self.retrying = retrying
+        self.limiter = limiter
+        self.breaker = breaker
+        self._monotonic: Callable[[], float] = clock.monotonic
         self.request = request
         self.http_request = http_request
         self.generation_id = generation_id
@@ -84,7 +97,7 @@ class GenerationCall:
 
     def jitter(self) -> float:
         """A float in [0, 1) for the backoff's jitter."""
-        return self.engine.jitter()
+        return self._jitter()
 
     # -- one attempt -----------------------------------------------------------------------
 
@@ -173,7 +186,7 @@ class GenerationCall:
             response = HttpResponse(response.status_code, response.headers, content)
         error = settings.provider.parse_error(response, ErrorContext(model=self.model))
         if isinstance(error, APIError):
-            header_hint = parse_retry_after_headers(response.headers, self.engine.clock.time())
+            header_hint = parse_retry_after_headers(response.headers, self.clock.time())
             hints = [
                 hint
                 for hint in (error.retry_after, header_hint)

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpcore
 
-from ._transport import current_deadline
+from ._deadline import current_deadline
 
 __all__ = ["AsyncCappedBackend", "CappedBackend"]
 

@@ -22,7 +22,8 @@ from ._errors import (
     CircuitOpenError,
     ServerError,
 )
-from ._store import Admit, CallOutcome, CircuitStore, CircuitVerdict, MemoryStore, Record
+from ._memory_store import MemoryStore
+from ._store import Admit, CallOutcome, CircuitStore, CircuitVerdict, Record
 
 __all__ = ["Breaker", "CircuitBreaker", "counts_against_provider", "outcome_of"]
 

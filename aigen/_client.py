@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import random
 import time as _time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypedDict, TypeVar
 
 import httpx
 
-from ._actions import Send, TransportFailure
-from ._body import ACCEPTED_ENCODINGS, BodyReader
+from ._body import ACCEPTED_ENCODINGS
 from ._circuit import CircuitBreaker
 from ._clock import Clock
 from ._config import resolve_settings
+from ._constants import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
 from ._conversation import AsyncConversation, Conversation, ConversationState
 from ._core import Engine, as_request
 from ._errors import ConfigurationError, GenerationError
@@ -30,14 +30,12 @@ from ._retry import RetryPolicy
 from .providers import AnyProvider
 
 __all__ = [
-    "HTTPX_ERRORS",
     "BaseClient",
+    "Batch",
+    "ClientOptions",
+    "OnProgress",
     "Result",
     "SystemClock",
-    "body_of",
-    "closed_client",
-    "prepare_batch",
-    "transport_failure",
 ]
 
 # Distinct URLs a client keeps parsed: one per model it calls, in practice.
@@ -46,21 +44,31 @@ _MAX_PARSED_URLS = 64
 History = Sequence[Turn] | Sequence[dict[str, object]] | ConversationState
 
 ConversationT = TypeVar("ConversationT", Conversation, AsyncConversation)
+T = TypeVar("T")
 
 # What each item of a `generate_many` is: the response, or the error that call ended with.
 Result = GenerationResponse | GenerationError
+# What `generate_many` takes, and what it calls as calls finish: `on_progress(done, total)`.
+Batch = Iterable[GenerationRequest | str]
+OnProgress = Callable[[int, int], object] | None
 
-# What httpx raises for a failed exchange, and what the flow is told it was.
-HTTPX_ERRORS = (httpx.TransportError, httpx.DecodingError)
 
+class ClientOptions(TypedDict, total=False):
+    """The keywords `Client` and `AsyncClient` share (all but `http_client`); see
+    `BaseClient` for their defaults and docs/configuration.md for what each does."""
 
-def transport_failure(exc: httpx.TransportError | httpx.DecodingError) -> TransportFailure:
-    """httpx's exception as the flow reads it (the core never imports httpx)."""
-    if isinstance(exc, httpx.TimeoutException):
-        return TransportFailure("timeout", exc)
-    if isinstance(exc, httpx.TransportError):
-        return TransportFailure("connection", exc)
-    return TransportFailure("decode", exc)
+    provider: str | AnyProvider | None
+    api_key: str | None
+    base_url: str | None
+    model: str | None
+    timeout: float | httpx.Timeout
+    max_retries: int | None
+    retry: RetryPolicy | None
+    allow_insecure_http: bool
+    max_response_bytes: int
+    rate_limit: RateLimit | None
+    circuit_breaker: CircuitBreaker | None
+    max_concurrency: int | None
 
 
 class SystemClock:
@@ -94,18 +102,18 @@ class BaseClient(Generic[ConversationT]):
     def __init__(
         self,
         *,
-        provider: str | AnyProvider | None,
-        api_key: str | None,
-        base_url: str | None,
-        model: str | None,
-        timeout: float | httpx.Timeout,
-        max_retries: int | None,
-        retry: RetryPolicy | None,
-        allow_insecure_http: bool,
-        max_response_bytes: int,
-        rate_limit: RateLimit | None,
-        circuit_breaker: CircuitBreaker | None,
-        max_concurrency: int | None,
+        provider: str | AnyProvider | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        allow_insecure_http: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        rate_limit: RateLimit | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         settings = resolve_settings(
             provider=provider,
@@ -191,6 +199,22 @@ class BaseClient(Generic[ConversationT]):
             parsed = self._urls[url] = httpx.URL(url)
         return parsed
 
+    def _closed_error(self) -> ConfigurationError:
+        """The error for a call on a client whose connection pool is closed."""
+        name = type(self).__name__
+        return ConfigurationError(
+            f"this {name} is closed (close() was called, or its `with` block ended, or the "
+            f"http_client it was given is closed): make a new {name}, or make the call "
+            "inside the `with` block"
+        )
+
+    @staticmethod
+    def _prepared(requests: Batch, concurrency: int) -> list[GenerationRequest]:
+        """A whole batch validated, before any of it is sent."""
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency must be 1 or more, got {concurrency}")
+        return [as_request(request, {}) for request in requests]
+
     def conversation(
         self,
         *,
@@ -223,33 +247,3 @@ class BaseClient(Generic[ConversationT]):
         chat: ConversationT = self._conversation_class.model_validate(state)
         chat._client = self  # type: ignore[assignment]  # each client matches its class
         return chat
-
-
-def closed_client(client: object) -> ConfigurationError:
-    """The error for a call on a client whose connection pool is closed."""
-    name = type(client).__name__
-    return ConfigurationError(
-        f"this {name} is closed (close() was called, or its `with` block ended, or the "
-        f"http_client it was given is closed): make a new {name}, or make the call "
-        "inside the `with` block"
-    )
-
-
-def body_of(action: Send, response: httpx.Response, headers: Mapping[str, str]) -> BodyReader:
-    """A reader for `response`'s body: holding it already when the transport handed it
-    over read (httpx's `MockTransport` does), else ready to be fed from the wire."""
-    if not response.is_stream_consumed:
-        return action.open_body(headers)
-    # httpx has already inflated it: it must not be inflated twice.
-    reader = action.open_body({k: v for k, v in headers.items() if k != "content-encoding"})
-    reader.feed(response.content)
-    return reader
-
-
-def prepare_batch(
-    requests: Iterable[GenerationRequest | str], concurrency: int
-) -> list[GenerationRequest]:
-    """Validate a whole batch before any of it is sent."""
-    if concurrency < 1:
-        raise ConfigurationError(f"concurrency must be 1 or more, got {concurrency}")
-    return [as_request(request, {}) for request in requests]

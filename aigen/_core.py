@@ -89,7 +89,12 @@ class Engine:
             extra={"generation_id": generation_id},
         )
         return GenerationCall(
-            engine=self,
+            settings=self.settings,
+            clock=self.clock,
+            jitter=self.jitter,
+            retrying=self.retrying,
+            limiter=self.limiter,
+            breaker=self.breaker,
             request=request,
             http_request=http_request,
             generation_id=generation_id,

@@ -53,10 +53,10 @@ __all__ = ["generation_flow"]
 
 def generation_flow(call: GenerationCall) -> Flow[GenerationResponse]:
     """One `generate()`, from admission to the response (or the error it ends with)."""
-    breaker = call.engine.breaker
+    breaker = call.breaker
     if breaker is None:
         return (yield from _within_slot(call))
-    verdict = yield AskStore(breaker.store, breaker.admit(call.engine.clock.monotonic()))
+    verdict = yield AskStore(breaker.store, breaker.admit(call.clock.monotonic()))
     if verdict.decision in ("open", "probing"):
         raise call.stamp(refusal(verdict))
     call.is_probe = verdict.decision == "probe"
@@ -76,9 +76,9 @@ def generation_flow(call: GenerationCall) -> Flow[GenerationResponse]:
 
 
 def _record(call: GenerationCall, outcome: CallOutcome) -> AskStore:
-    breaker = call.engine.breaker
+    breaker = call.breaker
     assert breaker is not None
-    now = call.engine.clock.monotonic()
+    now = call.clock.monotonic()
     return AskStore(breaker.store, breaker.record(now, outcome, probe=call.is_probe))
 
 
@@ -112,11 +112,9 @@ def _answer(call: GenerationCall) -> Flow[ProviderAnswer]:
     assert call.http_request is not None  # a provider without exchange() built it
     response = yield from _retried(call, call.http_request, paid=True)
     answer = call.read_answer(response)
-    limiter = call.engine.limiter
+    limiter = call.limiter
     if limiter is not None:
-        yield from _ask(
-            limiter.store, limiter.succeeded(call.engine.clock.time(), answer.rate_limit)
-        )
+        yield from _ask(limiter.store, limiter.succeeded(call.clock.time(), answer.rate_limit))
     return answer
 
 
@@ -136,11 +134,9 @@ def _provider_steps(call: GenerationCall, steps: ProviderFlow) -> Flow[ProviderA
         try:
             if type(step) is Exchange:
                 reply = yield from _retried(call, step.request, paid=step.paid)
-                limiter = call.engine.limiter
+                limiter = call.limiter
                 if step.paid and limiter is not None:
-                    yield from _ask(
-                        limiter.store, limiter.succeeded(call.engine.clock.time(), None)
-                    )
+                    yield from _ask(limiter.store, limiter.succeeded(call.clock.time(), None))
             elif type(step) is Stream:
                 reply = yield from _retried(call, step.request, paid=step.paid, stream=True)
             elif type(step) is NextChunk:
@@ -160,7 +156,7 @@ def _retried(
 ) -> Generator[Any, Any, Any]:
     """Attempts at one exchange until one succeeds or tenacity stops: each attempt's
     error is tenacity's outcome, and its "sleep N" becomes a `Sleep`."""
-    retrying = call.engine.retrying
+    retrying = call.retrying
     state = RetryCallState(retrying, None, (call,), {})
     while True:
         do = retrying.iter(state)
@@ -186,7 +182,7 @@ def _attempt(
     call: GenerationCall, request: HttpRequest, *, paid: bool, stream: bool
 ) -> Generator[Any, Any, HttpResponse | StreamHead]:
     """One attempt: wait for the limiter's slot (paid requests), send, check the status."""
-    limiter = call.engine.limiter
+    limiter = call.limiter
     if paid and limiter is not None:
         yield from _admission(call)
     if paid:
@@ -208,10 +204,10 @@ def _attempt(
     try:
         return call.check_status(response)
     except RateLimitError as error:
-        limiter = call.engine.limiter
+        limiter = call.limiter
         # A quota that waiting will not fix (QuotaExceededError) says nothing of the rate.
         if limiter is not None and type(error) is RateLimitError:
-            now = call.engine.clock.time()
+            now = call.clock.time()
             yield from _ask(
                 limiter.store, limiter.rate_limited(now, error.retry_after, error.rate_limit)
             )
@@ -220,9 +216,9 @@ def _attempt(
 
 def _admission(call: GenerationCall) -> Generator[Any, Any, None]:
     """Wait for the rate limiter's next slot, or give up at once if it is past the deadline."""
-    limiter = call.engine.limiter
+    limiter = call.limiter
     assert limiter is not None
-    clock = call.engine.clock
+    clock = call.clock
     left = call.time_left()
     delay: float = yield AskStore(limiter.store, limiter.reserve(clock.time(), max_wait=left))
     if left is not None and delay > left:

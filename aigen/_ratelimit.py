@@ -17,8 +17,9 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._memory_store import MemoryStore
 from ._models import RateLimitInfo
-from ._store import ChangeRate, Hold, MemoryStore, RateChange, RateLimitStore, Refund, Reserve
+from ._store import ChangeRate, Hold, RateChange, RateLimitStore, Refund, Reserve
 
 __all__ = ["MemoryRateLimitStore", "RateLimit", "RateLimitStore", "RateLimiter"]
 

@@ -4,57 +4,29 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 from typing_extensions import Self, Unpack
 
-from ._actions import (
-    Action,
-    AskStore,
-    Done,
-    Emit,
-    Flow,
-    OpenStream,
-    ReadChunk,
-    ReturnSlot,
-    Send,
-    Sleep,
-    StreamHead,
-    TakeSlot,
-)
-from ._circuit import CircuitBreaker
-from ._client import (
-    HTTPX_ERRORS,
-    BaseClient,
-    Result,
-    body_of,
-    closed_client,
-    prepare_batch,
-    transport_failure,
-)
-from ._constants import DEFAULT_BATCH_CONCURRENCY, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
+from . import _actions as act
+from ._client import BaseClient, Batch, ClientOptions, OnProgress, Result
+from ._constants import DEFAULT_BATCH_CONCURRENCY
 from ._conversation import Conversation
+from ._deadline import exchange_deadline
+from ._driving import Stepper, body_of, monotonic_deadline
 from ._errors import GenerationError
 from ._flow import generation_flow
 from ._http import HttpResponse
 from ._models import GenerationFields, GenerationRequest, GenerationResponse
-from ._ratelimit import RateLimit
-from ._retry import RetryPolicy
-from ._transport import DefaultHttpxClient, exchange_deadline
-from .providers import AnyProvider
+from ._transport import DefaultHttpxClient
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
-
-
-class CallAbandoned(BaseException):
-    """Thrown into a flow whose caller stopped listening (a stream left early)."""
 
 
 class Client(BaseClient[Conversation]):
@@ -66,46 +38,20 @@ class Client(BaseClient[Conversation]):
     `http_client` (your own `httpx.Client`, best made with `aigen.DefaultHttpxClient`;
     aigen will not close it), `allow_insecure_http`, `max_response_bytes`, and the
     protections `rate_limit` (a `RateLimit`), `circuit_breaker` (a `CircuitBreaker`) and
-    `max_concurrency`. See docs/configuration.md for which environment variables fill
-    them in.
+    `max_concurrency`. Their defaults are `BaseClient`'s; docs/configuration.md says which
+    environment variables fill them in.
     """
 
     _conversation_class = Conversation
 
     def __init__(
-        self,
-        *,
-        provider: str | AnyProvider | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        model: str | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
-        http_client: httpx.Client | None = None,
-        allow_insecure_http: bool = False,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        rate_limit: RateLimit | None = None,
-        circuit_breaker: CircuitBreaker | None = None,
-        max_concurrency: int | None = None,
+        self, *, http_client: httpx.Client | None = None, **options: Unpack[ClientOptions]
     ) -> None:
-        super().__init__(
-            provider=provider,
-            api_key=api_key,
-            base_url=base_url,
-            model=model,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry=retry,
-            allow_insecure_http=allow_insecure_http,
-            max_response_bytes=max_response_bytes,
-            rate_limit=rate_limit,
-            circuit_breaker=circuit_breaker,
-            max_concurrency=max_concurrency,
-        )
+        super().__init__(**options)
         self._owns_http_client = http_client is None
         self._http = http_client or DefaultHttpxClient(timeout=self._timeout)
-        self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
+        limit = self._engine.settings.max_concurrency
+        self._slots = threading.BoundedSemaphore(limit) if limit else None
 
     def generate(
         self, request: GenerationRequest | str, /, **fields: Unpack[GenerationFields]
@@ -116,15 +62,15 @@ class Client(BaseClient[Conversation]):
         Raises a `GenerationError` subclass when the call fails for good.
         """
         if self._http.is_closed:
-            raise closed_client(self)
+            raise self._closed_error()
         return self._run(generation_flow(self._engine.start(request, fields)))
 
     def generate_many(
         self,
-        requests: Iterable[GenerationRequest | str],
+        requests: Batch,
         *,
         concurrency: int = DEFAULT_BATCH_CONCURRENCY,
-        on_progress: Callable[[int, int], object] | None = None,
+        on_progress: OnProgress = None,
     ) -> list[Result]:
         """Generate many images on `concurrency` threads; results in input order.
 
@@ -132,7 +78,7 @@ class Client(BaseClient[Conversation]):
         with: one failure never loses the others. Every request is validated before any is
         sent. `on_progress(done, total)` is called on this thread as calls finish.
         """
-        batch = prepare_batch(requests, concurrency)
+        batch = self._prepared(requests, concurrency)
         results: list[Result | None] = [None] * len(batch)
         with ThreadPoolExecutor(concurrency, thread_name_prefix="aigen-batch") as pool:
             futures = {pool.submit(self._settle, item): i for i, item in enumerate(batch)}
@@ -154,66 +100,61 @@ class Client(BaseClient[Conversation]):
 
     # -- the driver ------------------------------------------------------------------------
 
-    def _run(self, flow: Flow[T]) -> T:
-        """Carry out a flow that emits no events, and return its result."""
-        for item in self._drive(flow):
-            if type(item) is Done:
-                return item.value  # type: ignore[no-any-return]
-        raise AssertionError("a flow's driver always ends with Done")  # pragma: no cover
+    def _run(self, flow: act.Flow[T]) -> T:
+        """Carry out a flow and return its result (a streaming caller's events dropped)."""
+        last: object = None
+        for last in self._drive(flow):  # noqa: B007 (only the last, Done, matters)
+            pass
+        return cast(act.Done[T], last).value
 
-    def _drive(self, flow: Flow[T]) -> Iterator[object]:
-        """Perform each action `flow` yields, send back the reply (or throw the failure
-        in), yield each event it emits, and last `Done(result)`."""
-        reply: Any = None
-        error: BaseException | None = None
-        stream = _Stream()
-        try:
-            while True:
+    def _drive(self, flow: act.Flow[T]) -> Iterator[object]:
+        """Perform each action `flow` yields and send back its reply (or throw its failure
+        in); yield each event the flow emits, and last `Done(result)`."""
+        steps = Stepper(flow)
+        with _Stream() as stream:
+            while (action := steps.next()) is not None:
                 try:
-                    action = flow.send(reply) if error is None else flow.throw(error)
-                except StopIteration as done:
-                    yield Done(done.value)
-                    return
-                reply = error = None
-                try:
-                    if type(action) is Emit:
-                        try:
-                            yield action.event
-                        except GeneratorExit:
-                            self._abandon(flow, stream)
-                            raise
+                    if type(action) is act.Emit and not steps.abandoned:
+                        steps.reply((yield action.event))
                     else:
-                        reply = self._perform(action, stream)
-                except HTTPX_ERRORS as exc:
-                    error = transport_failure(exc)
-                except BaseException as exc:  # a flow cleans up after anything, then re-raises
-                    error = exc
-        finally:
-            stream.close()
+                        steps.reply(self._perform(action, stream))
+                except BaseException as exc:  # the flow cleans up after anything, re-raises
+                    steps.fail(exc)
+        if not steps.abandoned:
+            yield act.Done(steps.result)
 
-    def _perform(self, action: Action, stream: _Stream) -> Any:
-        if type(action) is Send:
-            return self._send(action)
-        if type(action) is AskStore:
-            return action.op.run(action.store)
-        if type(action) is Sleep:
-            return self._engine.clock.sleep(action.seconds)
-        if type(action) is TakeSlot:
-            assert self._slots is not None
-            return self._slots.acquire(timeout=action.timeout)
-        if type(action) is ReturnSlot:
-            assert self._slots is not None
-            return self._slots.release()
-        if type(action) is OpenStream:
-            request = self._httpx_request(self._http, action.request, action.time_left)
-            return stream.open(self._http.send(request, stream=True))
-        if type(action) is ReadChunk:
-            return next(stream.chunks, b"")
-        raise TypeError(f"not an action for Client: {action!r}")
+    def _perform(self, action: act.Action, stream: _Stream) -> Any:
+        """Carry out one action: `_do_<verb>`, the only places `Client` does I/O."""
+        return getattr(self, "_do_" + action.verb)(action, stream)
 
-    def _send(self, action: Send) -> HttpResponse:
+    def _do_send(self, action: act.Send, stream: _Stream) -> HttpResponse:
+        return self._send(action)
+
+    def _do_ask_store(self, action: act.AskStore, stream: _Stream) -> Any:
+        return action.op.run(action.store)
+
+    def _do_sleep(self, action: act.Sleep, stream: _Stream) -> None:
+        self._engine.clock.sleep(action.seconds)
+
+    def _do_take_slot(self, action: act.TakeSlot, stream: _Stream) -> bool:
+        return cast(threading.BoundedSemaphore, self._slots).acquire(timeout=action.timeout)
+
+    def _do_return_slot(self, action: act.ReturnSlot, stream: _Stream) -> None:
+        cast(threading.BoundedSemaphore, self._slots).release()
+
+    def _do_open_stream(self, action: act.OpenStream, stream: _Stream) -> act.StreamHead:
         request = self._httpx_request(self._http, action.request, action.time_left)
-        with exchange_deadline(_monotonic_deadline(action.time_left)):
+        return stream.open(self._http.send(request, stream=True))
+
+    def _do_read_chunk(self, action: act.ReadChunk, stream: _Stream) -> bytes:
+        return next(stream.chunks, b"")
+
+    def _do_emit(self, action: act.Emit, stream: _Stream) -> None:
+        """An event once the caller has gone: nobody to hand it to."""
+
+    def _send(self, action: act.Send) -> HttpResponse:
+        request = self._httpx_request(self._http, action.request, action.time_left)
+        with exchange_deadline(monotonic_deadline(action.time_left)):
             response = self._http.send(request, stream=True)
             try:
                 headers = dict(response.headers.items())
@@ -224,15 +165,6 @@ class Client(BaseClient[Conversation]):
             finally:
                 response.close()
         return HttpResponse(response.status_code, headers, reader.body())
-
-    def _abandon(self, flow: Flow[T], stream: _Stream) -> None:
-        """Let a flow whose caller left clean up (its slot, its reservation)."""
-        try:
-            action = flow.throw(CallAbandoned())
-            while True:
-                action = flow.send(self._perform(action, stream))
-        except (CallAbandoned, StopIteration, GenerationError):
-            pass
 
     def close(self) -> None:
         """Close the connection pool (not a `http_client` you passed in)."""
@@ -251,11 +183,6 @@ class Client(BaseClient[Conversation]):
         self.close()
 
 
-def _monotonic_deadline(time_left: float | None) -> float | None:
-    """The instant on the real monotonic clock when an exchange must end."""
-    return None if time_left is None else time.monotonic() + time_left
-
-
 class _Stream:
     """The streamed answer a flow has open (one at a time), closed when the flow ends."""
 
@@ -263,12 +190,18 @@ class _Stream:
         self._response: httpx.Response | None = None
         self.chunks: Iterator[bytes] = iter(())
 
-    def open(self, response: httpx.Response) -> StreamHead:
+    def open(self, response: httpx.Response) -> act.StreamHead:
         self.close()  # a retry's new stream replaces the one before
         self._response, self.chunks = response, response.iter_raw()
-        return StreamHead(response.status_code, dict(response.headers.items()))
+        return act.StreamHead(response.status_code, dict(response.headers.items()))
 
     def close(self) -> None:
         if self._response is not None:
             self._response.close()
             self._response = None
+
+    def __enter__(self) -> _Stream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

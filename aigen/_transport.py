@@ -1,72 +1,24 @@
 """httpx clients whose socket operations all end by the call's deadline.
 
 httpx's timeouts are per socket operation, so a server trickling a valid answer a byte at
-a time never trips them. Inside `exchange_deadline(at)`, each connect, TLS handshake, read
-and write of a `DefaultHttpxClient` / `DefaultAsyncHttpxClient` is capped to the time left.
+a time never trips them. Inside `exchange_deadline(at)` (aigen/_deadline.py), each connect,
+TLS handshake, read and write of a `DefaultHttpxClient` / `DefaultAsyncHttpxClient` is
+capped to the time left (aigen/_capped_streams.py). aigen's own pools are made this way.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from contextvars import ContextVar, Token
 from typing import Any
 
 import httpx
 
-__all__ = [
-    "POOL_LIMITS",
-    "DefaultAsyncHttpxClient",
-    "DefaultHttpxClient",
-    "current_deadline",
-    "exchange_deadline",
-]
+__all__ = ["POOL_LIMITS", "DefaultAsyncHttpxClient", "DefaultHttpxClient"]
 
 # No default cap below what callers ask for: a FastAPI app awaiting hundreds of images
 # at once must not queue in the pool. Idle connections kept are bounded (httpx's own 20):
 # httpcore rescans every idle connection on each request, so keeping 100 made 200 calls
 # in flight five times slower than raw httpx (docs/performance.md).
 POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=20)
-
-# A ContextVar, not a thread-local: each thread starts with none set, and each asyncio task
-# runs in a copy of its creator's context, so one call's deadline never leaks into another's.
-_DEADLINE: ContextVar[float | None] = ContextVar("aigen_exchange_deadline", default=None)
-
-
-def current_deadline() -> float | None:
-    """The `time.monotonic()` instant the current exchange must end by, or None."""
-    return _DEADLINE.get()
-
-
-def exchange_deadline(at: float | None) -> AbstractContextManager[None]:
-    """`with exchange_deadline(at):` caps the socket operations inside it to end by `at`.
-
-    `at` is a `time.monotonic()` instant. Inside an enclosing deadline the earlier of the
-    two holds: a nested one can shorten the time left, never extend it. `None` adds no
-    deadline (the enclosing one, if any, still holds) and costs almost nothing.
-    """
-    # None shares one manager that does nothing: most calls set no deadline.
-    return _NO_DEADLINE if at is None else _Deadline(at)
-
-
-class _Deadline:
-    __slots__ = ("_at", "_token")
-
-    def __init__(self, at: float | None) -> None:
-        self._at = at
-        self._token: Token[float | None] | None = None
-
-    def __enter__(self) -> None:
-        at, outer = self._at, _DEADLINE.get()
-        if at is not None and (outer is None or at < outer):
-            self._token = _DEADLINE.set(at)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._token is not None:
-            _DEADLINE.reset(self._token)
-            self._token = None
-
-
-_NO_DEADLINE = _Deadline(None)  # never sets a token, so one can serve every thread and task
 
 
 def _cap_built_transports(client: httpx.Client | httpx.AsyncClient, kwargs: dict[str, Any]) -> None:

@@ -337,7 +337,8 @@ def test_an_async_client_with_its_own_pool_says_which_loop(server: Any) -> None:
             provider=server.provider,
             base_url=server.base_url,
             api_key=API_KEY,
-            http_client=httpx.AsyncClient(),
+            # No connection kept: the first loop's would outlive it, unclosable.
+            http_client=httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)),
         )
 
     client = asyncio.run(make())

@@ -400,7 +400,7 @@ class OldStore:
 def test_a_store_with_the_old_update_rate_is_refused() -> None:
     assert not isinstance(OldStore(), RateLimitStore)
     with pytest.raises(pydantic.ValidationError):
-        RateLimit(requests_per_minute=10, store=OldStore())
+        RateLimit(requests_per_minute=10, store=OldStore())  # type: ignore[arg-type]
 
 
 def test_rate_limit_settings_are_frozen() -> None:
@@ -859,7 +859,8 @@ def test_a_store_of_ones_own_is_used(
     assert "refund" not in kinds  # every slot taken was used
     # Each rate change reached the store as data, not as a function to call.
     changes = [call[2] for call in store.calls if call[0] == "change_rate"]
-    assert changes and all(type(change) is RateChange for change in changes)
+    assert changes
+    assert all(type(change) is RateChange for change in changes)
     keys = {call[1] for call in store.calls}
     assert len(keys) == 1
     (key,) = keys

@@ -21,13 +21,8 @@ import httpx
 import pytest
 
 from aigen._capped_streams import AsyncCappedBackend, CappedBackend
-from aigen._transport import (
-    POOL_LIMITS,
-    DefaultAsyncHttpxClient,
-    DefaultHttpxClient,
-    current_deadline,
-    exchange_deadline,
-)
+from aigen._deadline import current_deadline, exchange_deadline
+from aigen._transport import POOL_LIMITS, DefaultAsyncHttpxClient, DefaultHttpxClient
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 LIFETIME = 15.0  # the server stops by itself after this long, whatever the test did
