@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     )
     from ._ratelimit import MemoryRateLimitStore, RateLimit
     from ._retry import RetryEvent, RetryPolicy
-    from ._store import CircuitStore, RateLimitStore
+    from ._store import CircuitStore, CircuitVerdict, RateChange, RateLimitStore
     from ._sync_client import Client
     from ._transport import DefaultAsyncHttpxClient, DefaultHttpxClient
     from .providers import Provider
@@ -70,6 +70,8 @@ _LAZY: dict[str, str] = {
     "MemoryRateLimitStore": "._ratelimit",
     "RateLimit": "._ratelimit",
     "CircuitStore": "._store",
+    "CircuitVerdict": "._store",
+    "RateChange": "._store",
     "MemoryStore": "._memory_store",
     "RateLimitStore": "._store",
     "RetryEvent": "._retry",
@@ -112,6 +114,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitStore",
+    "CircuitVerdict",
     "Client",
     "ConfigurationError",
     "ContentPolicyError",
@@ -129,6 +132,7 @@ __all__ = [
     "Provider",
     "ProviderOptions",
     "QuotaExceededError",
+    "RateChange",
     "RateLimit",
     "RateLimitError",
     "RateLimitInfo",

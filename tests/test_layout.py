@@ -29,6 +29,7 @@ SANS_IO = sorted(
                 "_redact.py",
                 "_retry.py",
                 "_store.py",
+                "_memory_store.py",
                 "_models.py",
                 "_errors.py",
                 "_images.py",

@@ -206,9 +206,7 @@ def streamed(body: bytes) -> httpx.Response:
 def test_a_streamed_answer_gives_the_final_image(make_client: Any) -> None:
     body = event_stream(("partial", PARTIALS[0]), ("partial", PARTIALS[1]), ("final", IMAGE))
     with respx.mock() as router:
-        route = router.post("https://stream.example.com/v1/draw").mock(
-            return_value=streamed(body)
-        )
+        route = router.post("https://stream.example.com/v1/draw").mock(return_value=streamed(body))
         made = make_client(provider=EventStreamProvider(), api_key="events-key-123456")
         result = made.generate("a lighthouse")
     assert result.image_data == IMAGE

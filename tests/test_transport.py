@@ -343,7 +343,8 @@ def test_proxy_transports_httpx_builds_are_capped_and_the_callers_are_not() -> N
 
 def test_a_sync_client_still_does_not_import_asyncio() -> None:
     code = (
-        "import sys; from aigen._transport import DefaultHttpxClient, exchange_deadline; "
+        "import sys; from aigen._transport import DefaultHttpxClient; "
+        "from aigen._deadline import exchange_deadline; "
         "DefaultHttpxClient().close(); print('asyncio' in sys.modules)"
     )
     done = subprocess.run(
