@@ -6,14 +6,16 @@ the shape of httpx's `Auth.auth_flow`, applied to a whole call::
 
     response = yield Send(request, ...)     # reply: HttpResponse, body read to the end
     head = yield OpenStream(request, ...)   # reply: StreamHead; the body stays open
-    chunk = yield ReadChunk()               # reply: the next bytes, b"" at the end
+    chunk = yield ReadChunk(time_left)      # reply: the next bytes, b"" at the end
     yield Sleep(1.5)                        # reply: None
     wait = yield AskStore(store, op)        # reply: what the store operation returned
     free = yield TakeSlot(timeout)          # reply: True if a max_concurrency slot was got
     yield ReturnSlot()                      # reply: None
     yield Emit(event)                       # reply: None; the event reaches the caller
 
-Each action names its `verb`: the driver carries it out with its method `_do_<verb>`.
+Actions are small slotted dataclasses, made anew for each step and never changed after
+(not frozen: a frozen dataclass costs four times as much to make, on every step of every
+call). Each action names its `verb`: the driver carries it out with its method `_do_<verb>`.
 A failure while performing an action is thrown back into the flow at its `yield`:
 httpx's errors as a `TransportFailure` (so the core never imports httpx), anything
 else (a cancellation, KeyboardInterrupt) as it is, so the flow can clean up (return its
@@ -49,7 +51,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """Send `request` and read its whole body through the reader `open_body` makes from
     the answer's headers. `time_left` (seconds) bounds the exchange, headers included."""
@@ -61,7 +63,7 @@ class Send:
     open_body: Callable[[Mapping[str, str]], BodyReader]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OpenStream:
     """Send `request` and answer with its `StreamHead`; the body is then read with
     `ReadChunk`, and closed by the driver when the flow ends or opens another."""
@@ -72,7 +74,7 @@ class OpenStream:
     time_left: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamHead:
     """The status and lower-cased headers of an answer whose body is still to come."""
 
@@ -80,14 +82,17 @@ class StreamHead:
     headers: Mapping[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReadChunk:
-    """Read the open stream's next bytes as they came off the wire (b"" at the end)."""
+    """Read the open stream's next bytes as they came off the wire (b"" at the end),
+    within `time_left` seconds."""
 
     verb: ClassVar[str] = "read_chunk"
 
+    time_left: float | None = None
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Sleep:
     """Wait `seconds` (a backoff, a limiter's slot, a poll interval)."""
 
@@ -96,7 +101,7 @@ class Sleep:
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AskStore:
     """Run one store operation on `store` (sync, or awaited by the async driver)."""
 
@@ -106,7 +111,7 @@ class AskStore:
     op: StoreOp[Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TakeSlot:
     """Take one of the client's `max_concurrency` slots, waiting at most `timeout`
     seconds (`None`: as long as it takes); the reply says whether one was taken."""
@@ -116,14 +121,14 @@ class TakeSlot:
     timeout: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReturnSlot:
     """Give back the slot `TakeSlot` took."""
 
     verb: ClassVar[str] = "return_slot"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Emit:
     """Hand `event` to the caller (a partial image, a progress report)."""
 
@@ -132,7 +137,7 @@ class Emit:
     event: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Done(Generic[T]):
     """The last thing a driver yields: what the flow returned."""
 

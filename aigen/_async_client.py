@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -45,18 +46,19 @@ class AsyncClient(BaseClient[AsyncConversation]):
         super().__init__(**options)
         self._owns_http_client = http_client is None
         self._http = http_client or DefaultAsyncHttpxClient(timeout=self._timeout)
-        # What belongs to one event loop: the pool's connections and the slots' semaphore.
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots: asyncio.Semaphore | None = None
-        self._loop_guard: AsyncGenerator[None, None] | None = None
+        # What belongs to one event loop (its pool, its slots), for each loop in use.
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPart] = (
+            weakref.WeakKeyDictionary()
+        )
         self._closed = False
+        self._used = False  # whether a loop has used the client yet
 
     async def generate(
         self, request: GenerationRequest | str, /, **fields: Unpack[GenerationFields]
     ) -> GenerationResponse:
         """Generate one image, retrying as the policy allows (see `Client.generate`)."""
-        self._enter_loop()
-        return await self._run(generation_flow(self._engine.start(request, fields)))
+        part = self._loop_part()
+        return await self._run(generation_flow(self._engine.start(request, fields)), part)
 
     async def generate_many(
         self,
@@ -96,95 +98,64 @@ class AsyncClient(BaseClient[AsyncConversation]):
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    def _enter_loop(self) -> None:
-        """Check the client is open, and give a new event loop its own pool and slots."""
+    def _loop_part(self) -> _LoopPart:
+        """What this event loop's calls use: its own pool (for aigen's pool) and slots."""
         if self._closed or (self._http.is_closed and not self._owns_http_client):
             raise self._closed_error()
         loop = asyncio.get_running_loop()
-        if loop is self._loop:
-            return
-        if self._loop is not None:
-            if not self._owns_http_client:
-                raise ConfigurationError(
-                    "this AsyncClient's http_client was used on another event loop, and its "
-                    "connections belong to that loop: make one http_client (and AsyncClient) "
-                    "per event loop, e.g. in your app's startup"
-                )
-            # aigen's own pool: a fresh one for this loop (the last loop's closed with it).
-            self._http = DefaultAsyncHttpxClient(timeout=self._timeout)
-        self._loop = loop
-        if self._engine.settings.max_concurrency:
-            self._slots = asyncio.Semaphore(self._engine.settings.max_concurrency)
-        if self._owns_http_client:
-            # An async generator left open is closed by the loop as it shuts down
-            # (asyncio.run, pytest-asyncio): it closes this loop's connections then,
-            # while the loop can still close them.
-            self._loop_guard = _close_at_loop_end(self._http)
-            with contextlib.suppress(StopIteration):  # the generator is at its yield
-                self._loop_guard.asend(None).send(None)
+        part = self._loops.get(loop)
+        if part is None:
+            first = not self._loops and not self._used
+            self._used = True
+            http = self._http
+            if self._owns_http_client and not first:
+                # Connections belong to the loop that opened them: a fresh pool here
+                # (the last loop's closed as that loop ended, or serves it still).
+                http = DefaultAsyncHttpxClient(timeout=self._timeout)
+            limit = self._engine.settings.max_concurrency
+            part = self._loops[loop] = _LoopPart(
+                http, asyncio.Semaphore(limit) if limit else None, first=first
+            )
+            if self._owns_http_client:
+                part.close_with_loop()
+        return part
 
     # -- the driver ------------------------------------------------------------------------
 
-    async def _run(self, flow: act.Flow[T]) -> T:
+    async def _run(self, flow: act.Flow[T], part: _LoopPart) -> T:
         """Carry out a flow and return its result (a streaming caller's events dropped)."""
         last: object = None
-        async for last in self._drive(flow):  # noqa: B007 (only the last, Done, matters)
+        async for last in self._drive(flow, part):  # noqa: B007 (only the last, Done, matters)
             pass
         return cast(act.Done[T], last).value
 
-    async def _drive(self, flow: act.Flow[T]) -> AsyncIterator[object]:
+    async def _drive(self, flow: act.Flow[T], part: _LoopPart) -> AsyncIterator[object]:
         """Perform each action `flow` yields and send back its reply (or throw its failure
         in); yield each event the flow emits, and last `Done(result)`."""
         steps = Stepper(flow)
-        async with _Stream() as stream:
+        async with _Run(part) as run:
             while (action := steps.next()) is not None:
                 try:
                     if type(action) is act.Emit and not steps.abandoned:
                         steps.reply((yield action.event))
                     else:
-                        steps.reply(await self._perform(action, stream))
+                        steps.reply(await self._perform(action, run))
                 except BaseException as exc:  # the flow cleans up after anything, re-raises
                     steps.fail(exc)
         if not steps.abandoned:
             yield act.Done(steps.result)
 
-    async def _perform(self, action: act.Action, stream: _Stream) -> Any:
+    async def _perform(self, action: act.Action, run: _Run) -> Any:
         """Carry out one action: `_do_<verb>`, the only places `AsyncClient` does I/O."""
-        return await getattr(self, "_do_" + action.verb)(action, stream)
-
-    async def _do_send(self, action: act.Send, stream: _Stream) -> HttpResponse:
-        return await self._send(action)
-
-    async def _do_ask_store(self, action: act.AskStore, stream: _Stream) -> Any:
-        return await action.op.arun(action.store)
-
-    async def _do_sleep(self, action: act.Sleep, stream: _Stream) -> None:
-        await self._engine.clock.asleep(action.seconds)
-
-    async def _do_take_slot(self, action: act.TakeSlot, stream: _Stream) -> bool:
         try:
-            await _within(cast(asyncio.Semaphore, self._slots).acquire(), action.timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+            return await getattr(self, "_do_" + action.verb)(action, run)
+        except RuntimeError as exc:  # httpx's, for a pool it cannot use
+            raise self._unusable_pool(run, exc) from exc
 
-    async def _do_return_slot(self, action: act.ReturnSlot, stream: _Stream) -> None:
-        cast(asyncio.Semaphore, self._slots).release()
-
-    async def _do_open_stream(self, action: act.OpenStream, stream: _Stream) -> act.StreamHead:
-        request = self._httpx_request(self._http, action.request, action.time_left)
-        return await stream.open(await self._http.send(request, stream=True))
-
-    async def _do_read_chunk(self, action: act.ReadChunk, stream: _Stream) -> bytes:
-        return await anext(stream.chunks, b"")
-
-    async def _do_emit(self, action: act.Emit, stream: _Stream) -> None:
-        """An event once the caller has gone: nobody to hand it to."""
-
-    async def _send(self, action: act.Send) -> HttpResponse:
-        request = self._httpx_request(self._http, action.request, action.time_left)
+    async def _do_send(self, action: act.Send, run: _Run) -> HttpResponse:
+        request = self._httpx_request(run.http, action.request, action.time_left)
         with exchange_deadline(monotonic_deadline(action.time_left)):
-            response = await self._http.send(request, stream=True)
+            response = await run.http.send(request, stream=True)
             try:
                 headers = dict(response.headers.items())
                 reader = body_of(action, response, headers)
@@ -195,12 +166,56 @@ class AsyncClient(BaseClient[AsyncConversation]):
                 await response.aclose()
         return HttpResponse(response.status_code, headers, reader.body())
 
+    async def _do_ask_store(self, action: act.AskStore, run: _Run) -> Any:
+        return await action.op.arun(action.store)
+
+    async def _do_sleep(self, action: act.Sleep, run: _Run) -> None:
+        await self._engine.clock.asleep(action.seconds)
+
+    async def _do_take_slot(self, action: act.TakeSlot, run: _Run) -> bool:
+        try:
+            await _within(cast(asyncio.Semaphore, run.slots).acquire(), action.timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _do_return_slot(self, action: act.ReturnSlot, run: _Run) -> None:
+        cast(asyncio.Semaphore, run.slots).release()
+
+    async def _do_open_stream(self, action: act.OpenStream, run: _Run) -> act.StreamHead:
+        request = self._httpx_request(run.http, action.request, action.time_left)
+        with exchange_deadline(monotonic_deadline(action.time_left)):
+            return await run.open(await run.http.send(request, stream=True))
+
+    async def _do_read_chunk(self, action: act.ReadChunk, run: _Run) -> bytes:
+        with exchange_deadline(monotonic_deadline(action.time_left)):
+            return await anext(run.chunks, b"")
+
+    async def _do_emit(self, action: act.Emit, run: _Run) -> None:
+        """An event once the caller has gone: nobody to hand it to."""
+
+    def _unusable_pool(self, run: _Run, cause: RuntimeError) -> Exception:
+        """An aigen error for httpx's `RuntimeError` about the pool, or the error itself."""
+        if run.http.is_closed:
+            return self._closed_error()
+        if not run.part.first:
+            return ConfigurationError(
+                "this AsyncClient's http_client was first used on another event loop, and "
+                f"its connections cannot serve this one ({cause}): make one http_client "
+                "(and AsyncClient) per event loop, e.g. in your app's startup"
+            )
+        return cause
+
     async def aclose(self) -> None:
         """Close the connection pool (not a `http_client` you passed in)."""
         self._closed = True
-        if self._loop_guard is not None:
-            await self._loop_guard.aclose()  # which closes the pool
-        if self._owns_http_client:
+        if not self._owns_http_client:
+            return
+        part = self._loops.pop(asyncio.get_running_loop(), None)
+        if part is not None:
+            await part.aclose()
+        # Other loops' pools close as those loops shut down; the first may not be in use.
+        if not any(p.http is self._http for p in self._loops.values()):
             await self._http.aclose()
 
     async def __aenter__(self) -> Self:
@@ -223,10 +238,38 @@ async def _within(awaitable: Any, seconds: float | None) -> Any:
     return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover (Python 3.10)
 
 
-class _Stream:
-    """The streamed answer a flow has open (one at a time), closed when the flow ends."""
+class _LoopPart:
+    """What one event loop's calls share: a pool and the `max_concurrency` slots."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, slots: asyncio.Semaphore | None, *, first: bool
+    ) -> None:
+        self.http = http
+        self.slots = slots
+        self.first = first  # the loop the client was first used on
+        self._guard: AsyncGenerator[None, None] | None = None
+
+    def close_with_loop(self) -> None:
+        """Close the pool as the loop shuts down: an async generator left open is closed
+        by the loop then (asyncio.run, pytest-asyncio), while it can still close sockets."""
+        self._guard = _close_at_loop_end(self.http)
+        with contextlib.suppress(StopIteration):  # the generator is at its yield
+            self._guard.asend(None).send(None)
+
+    async def aclose(self) -> None:
+        if self._guard is not None:
+            await self._guard.aclose()  # which closes the pool
+        await self.http.aclose()
+
+
+class _Run:
+    """One flow's run: its loop's part, and the streamed answer it has open (one at a
+    time), closed when the flow ends."""
+
+    def __init__(self, part: _LoopPart) -> None:
+        self.part = part
+        self.http = part.http
+        self.slots = part.slots
         self._response: httpx.Response | None = None
         self.chunks: AsyncIterator[bytes] = _nothing()
 
@@ -240,7 +283,7 @@ class _Stream:
             await self._response.aclose()
             self._response = None
 
-    async def __aenter__(self) -> _Stream:
+    async def __aenter__(self) -> _Run:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

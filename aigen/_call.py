@@ -76,6 +76,7 @@ class GenerationCall:
         self.streamed_bytes = 0
         self._started = self._monotonic()
         self._attempt_started = self._started
+        self._answered: float | None = None
 
     # -- time ------------------------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class GenerationCall:
     def check_status(self, response: HttpResponse) -> HttpResponse:
         """`response` if it is a 2xx; otherwise raise the error it describes."""
         if 200 <= response.status_code < 300:
+            self._answered = self._monotonic()  # the attempt's end: its answer is here
             return response
         raise self.stamp(self._api_error(response))
 
@@ -204,7 +206,8 @@ class GenerationCall:
 
     def finish(self, answer: ProviderAnswer) -> GenerationResponse:
         """The response for a provider's answer, its image checked and measured."""
-        elapsed_ms = (self._monotonic() - self._attempt_started) * 1000
+        answered = self._monotonic() if self._answered is None else self._answered
+        elapsed_ms = (answered - self._attempt_started) * 1000
         provider = self.settings.provider.name
         mime_type = sniff_mime_type(answer.image_data)
         size = image_size(answer.image_data)

@@ -20,10 +20,10 @@ so the two clients share every line of this. A provider with an `exchange()` flo
 from __future__ import annotations
 
 import sys
-from collections.abc import Generator, Iterable
-from typing import Any
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, cast
 
-from tenacity import DoAttempt, DoSleep, RetryCallState
+from tenacity import DoSleep, RetryCallState
 
 from ._actions import (
     AskStore,
@@ -55,8 +55,11 @@ def generation_flow(call: GenerationCall) -> Flow[GenerationResponse]:
     """One `generate()`, from admission to the response (or the error it ends with)."""
     breaker = call.breaker
     if breaker is None:
+        if call.settings.max_concurrency is None:  # no protection: the answer alone
+            return call.finish((yield from _answer(call)))
         return (yield from _within_slot(call))
-    verdict = yield AskStore(breaker.store, breaker.admit(call.clock.monotonic()))
+    # Wall time, as the limiter's: a store shared between hosts compares their clocks.
+    verdict = yield AskStore(breaker.store, breaker.admit(call.clock.time()))
     if verdict.decision in ("open", "probing"):
         raise call.stamp(refusal(verdict))
     call.is_probe = verdict.decision == "probe"
@@ -78,7 +81,7 @@ def generation_flow(call: GenerationCall) -> Flow[GenerationResponse]:
 def _record(call: GenerationCall, outcome: CallOutcome) -> AskStore:
     breaker = call.breaker
     assert breaker is not None
-    now = call.clock.monotonic()
+    now = call.clock.time()
     return AskStore(breaker.store, breaker.record(now, outcome, probe=call.is_probe))
 
 
@@ -110,8 +113,10 @@ def _answer(call: GenerationCall) -> Flow[ProviderAnswer]:
     if call.steps is not None:
         return (yield from _provider_steps(call, call.steps))
     assert call.http_request is not None  # a provider without exchange() built it
-    response = yield from _retried(call, call.http_request, paid=True)
-    answer = call.read_answer(response)
+    # Read inside the attempt: a provider may find a retryable error in a 2xx body.
+    answer: ProviderAnswer = yield from _retried(
+        call, call.http_request, paid=True, read=call.read_answer
+    )
     limiter = call.limiter
     if limiter is not None:
         yield from _ask(limiter.store, limiter.succeeded(call.clock.time(), answer.rate_limit))
@@ -120,6 +125,18 @@ def _answer(call: GenerationCall) -> Flow[ProviderAnswer]:
 
 def _provider_steps(call: GenerationCall, steps: ProviderFlow) -> Flow[ProviderAnswer]:
     """Carry out a provider's `exchange()` steps, throwing a failed step's error back."""
+    try:
+        return (yield from _steps_of(call, steps))
+    except GenerationError:
+        raise
+    except BaseException:
+        # Cancelled or abandoned: the provider's flow gets GeneratorExit, so its own
+        # `finally` can run (it must not yield there: nothing carries out steps now).
+        steps.close()
+        raise
+
+
+def _steps_of(call: GenerationCall, steps: ProviderFlow) -> Flow[ProviderAnswer]:
     reply: Any = None
     error: BaseException | None = None
     while True:
@@ -132,17 +149,17 @@ def _provider_steps(call: GenerationCall, steps: ProviderFlow) -> Flow[ProviderA
             raise call.stamp(failure) from None
         reply, error = None, None
         try:
-            if type(step) is Exchange:
-                reply = yield from _retried(call, step.request, paid=step.paid)
+            if type(step) is Exchange or type(step) is Stream:
+                reply = yield from _retried(
+                    call, step.request, paid=step.paid, stream=type(step) is Stream
+                )
                 limiter = call.limiter
                 if step.paid and limiter is not None:
                     yield from _ask(limiter.store, limiter.succeeded(call.clock.time(), None))
-            elif type(step) is Stream:
-                reply = yield from _retried(call, step.request, paid=step.paid, stream=True)
             elif type(step) is NextChunk:
                 reply = yield from _next_chunk(call)
             elif type(step) is Wait:
-                yield Sleep(step.seconds)
+                yield from _wait(call, step.seconds)
             elif type(step) is Progress:
                 yield Emit(step.event)
             else:
@@ -151,31 +168,52 @@ def _provider_steps(call: GenerationCall, steps: ProviderFlow) -> Flow[ProviderA
             error = failure
 
 
+def _wait(call: GenerationCall, seconds: float) -> Generator[Sleep, Any, None]:
+    """A provider's pause (a poll interval), never one that would end past the deadline."""
+    left = call.time_left()
+    if left is not None and seconds > left:
+        raise call.stamp(
+            APITimeoutError(
+                f"the {call.settings.provider.name} job was not done before the deadline "
+                f"(the next check would come {seconds:.1f} s from now, {left:.1f} s left); "
+                "raise the RetryPolicy's deadline for slower jobs"
+            )
+        )
+    yield Sleep(seconds)
+
+
 def _retried(
-    call: GenerationCall, request: HttpRequest, *, paid: bool, stream: bool = False
+    call: GenerationCall,
+    request: HttpRequest,
+    *,
+    paid: bool,
+    stream: bool = False,
+    read: Callable[[HttpResponse], Any] | None = None,
 ) -> Generator[Any, Any, Any]:
-    """Attempts at one exchange until one succeeds or tenacity stops: each attempt's
-    error is tenacity's outcome, and its "sleep N" becomes a `Sleep`."""
+    """Attempts at one exchange until one succeeds or tenacity stops.
+
+    tenacity decides after every failure: the attempt's error becomes its outcome, and
+    `iter()` answers "sleep N" (a `Sleep`, then the next attempt) or raises the error.
+    Its answers that are known beforehand are not asked for: a fresh state is always
+    "attempt" (no `before` hook is set), and a success is always returned, since the rules
+    retry errors only. So a call that succeeds at once pays nothing for the loop.
+    """
     retrying = call.retrying
-    state = RetryCallState(retrying, None, (call,), {})
+    state: RetryCallState | None = None
     while True:
-        do = retrying.iter(state)
-        if type(do) is DoAttempt:
-            try:
-                result = yield from _attempt(call, request, paid=paid, stream=stream)
-            except GenerationError:
-                if state.attempt_number == 1:
-                    # tenacity's per-thread statistics, which its sleep step counts in;
-                    # a call that succeeds at once never needs them.
-                    retrying.begin()
-                state.set_exception(sys.exc_info())  # type: ignore[arg-type]
-            else:
-                state.set_result(result)
-        elif type(do) is DoSleep:
-            state.prepare_for_next_attempt()
-            yield Sleep(do)
-        else:
-            return do
+        try:
+            answer = yield from _attempt(call, request, paid=paid, stream=stream)
+            return answer if read is None else read(cast(HttpResponse, answer))
+        except GenerationError:
+            if state is None:
+                state = RetryCallState(retrying, None, (call,), {})
+                retrying.begin()  # the per-thread statistics its sleep step counts in
+            state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+        do = retrying.iter(state)  # DoSleep, or it raises the error: reraise=True
+        if type(do) is not DoSleep:  # pragma: no cover (tenacity's contract)
+            raise AssertionError(f"tenacity answered {do!r} after a failed attempt")
+        state.prepare_for_next_attempt()
+        yield Sleep(do)
 
 
 def _attempt(
@@ -194,7 +232,7 @@ def _attempt(
                 return head
             # An error's body is small: read it whole, for the provider to describe.
             reader = call.body_reader(head.headers)
-            while chunk := (yield ReadChunk()):
+            while chunk := (yield ReadChunk(call.time_left())):
                 reader.feed(chunk)
             response = HttpResponse(head.status_code, head.headers, reader.body())
         else:
@@ -251,7 +289,7 @@ def _ask(store: object, ops: Iterable[StoreOp[Any]]) -> Generator[AskStore, Any,
 def _next_chunk(call: GenerationCall) -> Generator[Any, Any, bytes]:
     """The open stream's next bytes, within the size cap and the deadline."""
     try:
-        chunk: bytes = yield ReadChunk()
+        chunk: bytes = yield ReadChunk(call.time_left())
     except TransportFailure as failure:
         raise call.failed_exchange(failure) from failure.cause
     call.streamed_bytes += len(chunk)

@@ -111,48 +111,26 @@ class Client(BaseClient[Conversation]):
         """Perform each action `flow` yields and send back its reply (or throw its failure
         in); yield each event the flow emits, and last `Done(result)`."""
         steps = Stepper(flow)
-        with _Stream() as stream:
+        with _Run() as run:
             while (action := steps.next()) is not None:
                 try:
                     if type(action) is act.Emit and not steps.abandoned:
                         steps.reply((yield action.event))
                     else:
-                        steps.reply(self._perform(action, stream))
+                        steps.reply(self._perform(action, run))
                 except BaseException as exc:  # the flow cleans up after anything, re-raises
                     steps.fail(exc)
         if not steps.abandoned:
             yield act.Done(steps.result)
 
-    def _perform(self, action: act.Action, stream: _Stream) -> Any:
+    def _perform(self, action: act.Action, run: _Run) -> Any:
         """Carry out one action: `_do_<verb>`, the only places `Client` does I/O."""
-        return getattr(self, "_do_" + action.verb)(action, stream)
+        try:
+            return getattr(self, "_do_" + action.verb)(action, run)
+        except RuntimeError as exc:  # httpx's, for a pool closed meanwhile
+            raise (self._closed_error() if self._http.is_closed else exc) from exc
 
-    def _do_send(self, action: act.Send, stream: _Stream) -> HttpResponse:
-        return self._send(action)
-
-    def _do_ask_store(self, action: act.AskStore, stream: _Stream) -> Any:
-        return action.op.run(action.store)
-
-    def _do_sleep(self, action: act.Sleep, stream: _Stream) -> None:
-        self._engine.clock.sleep(action.seconds)
-
-    def _do_take_slot(self, action: act.TakeSlot, stream: _Stream) -> bool:
-        return cast(threading.BoundedSemaphore, self._slots).acquire(timeout=action.timeout)
-
-    def _do_return_slot(self, action: act.ReturnSlot, stream: _Stream) -> None:
-        cast(threading.BoundedSemaphore, self._slots).release()
-
-    def _do_open_stream(self, action: act.OpenStream, stream: _Stream) -> act.StreamHead:
-        request = self._httpx_request(self._http, action.request, action.time_left)
-        return stream.open(self._http.send(request, stream=True))
-
-    def _do_read_chunk(self, action: act.ReadChunk, stream: _Stream) -> bytes:
-        return next(stream.chunks, b"")
-
-    def _do_emit(self, action: act.Emit, stream: _Stream) -> None:
-        """An event once the caller has gone: nobody to hand it to."""
-
-    def _send(self, action: act.Send) -> HttpResponse:
+    def _do_send(self, action: act.Send, run: _Run) -> HttpResponse:
         request = self._httpx_request(self._http, action.request, action.time_left)
         with exchange_deadline(monotonic_deadline(action.time_left)):
             response = self._http.send(request, stream=True)
@@ -165,6 +143,30 @@ class Client(BaseClient[Conversation]):
             finally:
                 response.close()
         return HttpResponse(response.status_code, headers, reader.body())
+
+    def _do_ask_store(self, action: act.AskStore, run: _Run) -> Any:
+        return action.op.run(action.store)
+
+    def _do_sleep(self, action: act.Sleep, run: _Run) -> None:
+        self._engine.clock.sleep(action.seconds)
+
+    def _do_take_slot(self, action: act.TakeSlot, run: _Run) -> bool:
+        return cast(threading.BoundedSemaphore, self._slots).acquire(timeout=action.timeout)
+
+    def _do_return_slot(self, action: act.ReturnSlot, run: _Run) -> None:
+        cast(threading.BoundedSemaphore, self._slots).release()
+
+    def _do_open_stream(self, action: act.OpenStream, run: _Run) -> act.StreamHead:
+        request = self._httpx_request(self._http, action.request, action.time_left)
+        with exchange_deadline(monotonic_deadline(action.time_left)):
+            return run.open(self._http.send(request, stream=True))
+
+    def _do_read_chunk(self, action: act.ReadChunk, run: _Run) -> bytes:
+        with exchange_deadline(monotonic_deadline(action.time_left)):
+            return next(run.chunks, b"")
+
+    def _do_emit(self, action: act.Emit, run: _Run) -> None:
+        """An event once the caller has gone: nobody to hand it to."""
 
     def close(self) -> None:
         """Close the connection pool (not a `http_client` you passed in)."""
@@ -183,8 +185,9 @@ class Client(BaseClient[Conversation]):
         self.close()
 
 
-class _Stream:
-    """The streamed answer a flow has open (one at a time), closed when the flow ends."""
+class _Run:
+    """One flow's run: the streamed answer it has open (one at a time), closed when the
+    flow ends."""
 
     def __init__(self) -> None:
         self._response: httpx.Response | None = None
@@ -200,7 +203,7 @@ class _Stream:
             self._response.close()
             self._response = None
 
-    def __enter__(self) -> _Stream:
+    def __enter__(self) -> _Run:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -15,7 +15,9 @@ Each runs for `Client` and `AsyncClient`, and for each provider where a wire is 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -331,21 +333,143 @@ def test_an_async_client_works_on_a_second_event_loop(server: Any) -> None:
     assert len(server.requests) == 2
 
 
-def test_an_async_client_with_its_own_pool_says_which_loop(server: Any) -> None:
-    async def make() -> aigen.AsyncClient:
-        return aigen.AsyncClient(
-            provider=server.provider,
-            base_url=server.base_url,
-            api_key=API_KEY,
-            # No connection kept: the first loop's would outlive it, unclosable.
-            http_client=httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)),
-        )
+def test_your_own_pool_without_live_connections_works_on_a_second_loop(server: Any) -> None:
+    # A mock transport, or a pool that keeps no connection: nothing belongs to a loop.
+    http = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
+    client = aigen.AsyncClient(
+        provider=server.provider, base_url=server.base_url, api_key=API_KEY, http_client=http
+    )
 
-    client = asyncio.run(make())
+    async def one() -> int:
+        return (await client.generate("a fox")).attempts
+
+    assert asyncio.run(one()) == 1
+    assert asyncio.run(one()) == 1
+    asyncio.run(http.aclose())
+
+
+def test_your_own_pool_on_a_second_loop_says_what_to_do(server: Any) -> None:
+    http = httpx.AsyncClient()
+    client = aigen.AsyncClient(
+        provider=server.provider, base_url=server.base_url, api_key=API_KEY, http_client=http
+    )
 
     async def one() -> None:
         await client.generate("a fox")
 
-    asyncio.run(one())
-    with pytest.raises(aigen.ConfigurationError, match="another event loop"):
-        asyncio.run(one())
+    asyncio.run(one())  # leaves a kept-alive connection that belongs to this loop
+    with warnings.catch_warnings():
+        # That connection's socket: its loop is gone, so nothing can close it cleanly.
+        warnings.simplefilter("ignore", ResourceWarning)
+        with pytest.raises(aigen.ConfigurationError, match="another event loop"):
+            asyncio.run(one())
+        asyncio.run(http.aclose())
+        gc.collect()
+
+
+# -- what the review found -----------------------------------------------------------------
+
+
+def test_a_retryable_error_read_from_a_2xx_body_is_retried(make_client: Any) -> None:
+    """A gateway that wraps an upstream 503 in a 200: the provider says so, aigen retries."""
+    from aigen.providers import HttpRequest, HttpResponse, ProviderAnswer
+
+    from .images import png
+
+    class WrappingGateway:
+        name = "wrapping"
+        default_model = "m"
+        default_base_url = "https://gw.example.com"
+        api_key_env_vars = ("WRAPPING_KEY",)
+        takes_seed = False
+
+        def build_request(self, request: Any, context: Any) -> HttpRequest:
+            return HttpRequest("POST", f"{context.base_url}/v1/images", {}, b"{}")
+
+        def parse_response(self, response: HttpResponse) -> ProviderAnswer:
+            if response.content == b"upstream 503":
+                raise aigen.ServerError("upstream overloaded", status_code=503, provider="gw")
+            return ProviderAnswer(image_data=response.content)
+
+        def parse_error(self, response: HttpResponse, context: Any) -> aigen.GenerationError:
+            return aigen.GenerationError("unexpected")
+
+    import respx
+
+    with respx.mock() as router:
+        route = router.post("https://gw.example.com/v1/images").mock(
+            side_effect=[
+                httpx.Response(200, content=b"upstream 503"),
+                httpx.Response(200, content=png(8, 8)),
+            ]
+        )
+        made = make_client(provider=WrappingGateway(), api_key="wrapping-key-123456")
+        assert made.generate("x").attempts == 2
+    assert route.call_count == 2
+
+
+def test_inference_time_ends_when_the_answer_has_arrived(
+    make_client: Any, server: Any, fake_time: FakeClock
+) -> None:
+    """Time the limiter's store takes after the answer is not the model's."""
+
+    class SlowStore(aigen.MemoryStore):
+        def change_rate(self, key: str, change: Any, default_rate: float) -> float:
+            fake_time.advance(10.0)
+            return super().change_rate(key, change, default_rate)
+
+    made = connect(
+        make_client, server, rate_limit=RateLimit(requests_per_minute=60, store=SlowStore())
+    )
+    response = made.generate("a fox")
+    assert response.inference_time_ms < 1000
+    assert response.total_time_ms >= 10_000
+
+
+def test_the_breaker_reads_the_wall_clock_as_the_limiter_does(
+    make_client: Any, server: Any, fake_time: FakeClock
+) -> None:
+    """A store shared between hosts compares their times: both are Unix times."""
+    seen: list[float] = []
+
+    class Watching(aigen.MemoryStore):
+        def admit(self, key: str, now: float, reset_timeout: float) -> Any:
+            seen.append(now)
+            return super().admit(key, now, reset_timeout)
+
+    class OffsetClock(FakeClock):
+        def monotonic(self) -> float:
+            return self.now - 1_000_000.0  # seconds since boot, say
+
+    clock = OffsetClock()
+    made = connect(make_client, server, circuit_breaker=CircuitBreaker(store=Watching()))
+    use_clock(made.target, clock)
+    made.generate("a fox")
+    assert seen == [clock.time()]
+
+
+def test_two_event_loops_at_once_each_get_their_own_pool(server: Any) -> None:
+    import threading
+
+    client = aigen.AsyncClient(
+        provider=server.provider, base_url=server.base_url, api_key=API_KEY, max_concurrency=2
+    )
+    results: list[object] = []
+
+    def loop() -> None:
+        async def calls() -> list[int]:
+            done = await asyncio.gather(*(client.generate(f"p{i}") for i in range(4)))
+            return [r.attempts for r in done]
+
+        try:
+            results.append(asyncio.run(calls()))
+        except Exception as error:  # a failure is what the test looks for
+            results.append(error)
+
+    threads = [threading.Thread(target=loop) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == [[1, 1, 1, 1], [1, 1, 1, 1]]
+    assert len(server.requests) == 8

@@ -228,7 +228,7 @@ def test_a_streamed_answer_hands_each_event_over_in_order(
         else:
 
             async def collect() -> list[object]:
-                return [item async for item in client._drive(flow)]
+                return [item async for item in client._drive(flow, client._loop_part())]
 
             from .kits import run_on_loop
 
@@ -262,3 +262,87 @@ def test_a_stream_refused_before_its_first_event_is_retried(
     assert route.call_count == 2
     assert result.attempts == 2
     assert len(fake_time.sleeps) == 1
+
+
+# -- what the review found -----------------------------------------------------------------
+
+
+def test_a_poll_that_would_end_past_the_deadline_is_not_waited_for(
+    make_client: Any, queue_provider_class: Any, queue: respx.Router, fake_time: FakeClock
+) -> None:
+    routes = script_queue(queue, *[PENDING] * 10)
+    made = make_client(
+        provider=queue_provider_class(),
+        api_key="queue-key-123456",
+        retry=aigen.RetryPolicy(deadline=1.2),
+    )
+    with pytest.raises(aigen.APITimeoutError, match="not done before the deadline"):
+        made.generate("a slow job")
+    assert fake_time.sleeps == [0.5, 0.5]  # a third wait would end at 1.5 s
+    assert routes["poll"].call_count == 2
+
+
+def test_a_streamed_success_raises_the_rate_back_like_any_other(
+    make_client: Any, fake_time: FakeClock
+) -> None:
+    body = event_stream(("final", IMAGE))
+    with respx.mock() as router:
+        router.post("https://stream.example.com/v1/draw").mock(
+            side_effect=[httpx.Response(429, text="slow down"), streamed(body)]
+        )
+        made = make_client(
+            provider=EventStreamProvider(),
+            api_key="events-key-123456",
+            rate_limit=RateLimit(requests_per_minute=600),
+        )
+        made.generate("a lighthouse")
+    limiter = made.target._engine.limiter
+    # Halved by the 429 (300), then a twentieth of 600 back for the streamed success.
+    assert limiter.store.rate(limiter.key) == pytest.approx(330)
+
+
+class CleaningQueue:
+    """A queue provider that cancels its remote job when the call is abandoned."""
+
+    name = "cleaning"
+    default_model = "m"
+    default_base_url = BASE
+    api_key_env_vars = ("CLEANING_KEY",)
+    takes_seed = False
+
+    def __init__(self) -> None:
+        self.cleaned = False
+
+    def exchange(self, request: GenerationRequest, context: RequestContext) -> ProviderFlow:
+        try:
+            yield Stream(HttpRequest("POST", f"{BASE}/v1/queue-diffusion-1", {}))
+            yield Progress("submitted")
+            raise aigen.GenerationError("never reached in this test")
+        finally:
+            self.cleaned = True
+
+    def parse_error(self, response: HttpResponse, context: ErrorContext) -> aigen.GenerationError:
+        return aigen.GenerationError(response.content.decode())
+
+
+def test_an_abandoned_call_lets_the_provider_clean_up(make_client: Any, client_kind: str) -> None:
+    provider = CleaningQueue()
+    with respx.mock() as router:
+        router.post(f"{BASE}/v1/queue-diffusion-1").mock(return_value=httpx.Response(200))
+        made = make_client(provider=provider, api_key="cleaning-key-123456")
+        client = made.target
+        flow = generation_flow(client._engine.start("x", {}))
+        if client_kind == "sync":
+            events = client._drive(flow)
+            assert next(events) == "submitted"
+            events.close()
+        else:
+            from .kits import run_on_loop
+
+            async def leave_early() -> None:
+                events = client._drive(flow, client._loop_part())
+                assert await events.__anext__() == "submitted"
+                await events.aclose()
+
+            run_on_loop(made, leave_early())
+    assert provider.cleaned
