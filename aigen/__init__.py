@@ -29,6 +29,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
     from ._circuit import CircuitBreaker
+    from ._client import ClientOptions
     from ._conversation import AsyncConversation, Conversation, ConversationState
     from ._memory_store import MemoryStore
     from ._models import (
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "CircuitBreaker": "._circuit",
     "AsyncClient": "._async_client",
+    "ClientOptions": "._client",
     "Client": "._sync_client",
     "DefaultAsyncHttpxClient": "._transport",
     "DefaultHttpxClient": "._transport",
@@ -116,6 +118,7 @@ __all__ = [
     "CircuitStore",
     "CircuitVerdict",
     "Client",
+    "ClientOptions",
     "ConfigurationError",
     "ContentPolicyError",
     "Conversation",

@@ -54,8 +54,17 @@ OnProgress = Callable[[int, int], object] | None
 
 
 class ClientOptions(TypedDict, total=False):
-    """The keywords `Client` and `AsyncClient` share (all but `http_client`); see
-    `BaseClient` for their defaults and docs/configuration.md for what each does."""
+    """The keywords `Client` and `AsyncClient` share (all but `http_client`), all optional.
+
+    Defaults: `provider` from `AIGEN_PROVIDER` or the key variable that is set (else
+    gemini); `api_key` from the provider's key variable; `base_url` from `AIGEN_BASE_URL`
+    or the provider's endpoint; `model` the provider's default; `timeout=120.0` (seconds
+    per attempt, or an `httpx.Timeout`); `max_retries=None` (2, through the default
+    `RetryPolicy`); `retry=None`; `allow_insecure_http=False`; `max_response_bytes` 64 MiB;
+    `rate_limit=None`, `circuit_breaker=None`, `max_concurrency=None` (no limits).
+    docs/configuration.md says what each does. Use it to type a factory of your own:
+    `def make_client(**options: Unpack[aigen.ClientOptions]) -> aigen.Client`.
+    """
 
     provider: str | AnyProvider | None
     api_key: str | None

@@ -473,3 +473,52 @@ def test_two_event_loops_at_once_each_get_their_own_pool(server: Any) -> None:
         thread.join(30)
     assert results == [[1, 1, 1, 1], [1, 1, 1, 1]]
     assert len(server.requests) == 8
+
+
+def test_a_streamed_step_with_trickled_headers_ends_at_the_deadline(
+    make_client: Any, server: Any
+) -> None:
+    from aigen.providers import HttpRequest, NextChunk, ProviderAnswer, Stream
+
+    class Streaming:
+        """Streams the fake's own generation answer (its body is beside the point here)."""
+
+        name = "streaming"
+        default_model = "gemini-2.5-flash-image"
+        default_base_url = server.base_url
+        api_key_env_vars = ("STREAMING_KEY",)
+        takes_seed = False
+
+        def exchange(self, request: Any, context: Any) -> Any:
+            if server.provider == "gemini":
+                url = f"{context.base_url}/v1beta/models/{context.model}:generateContent"
+                body = b'{"contents": [{"role": "user", "parts": [{"text": "x"}]}]}'
+            else:
+                url = f"{context.base_url}/v1/images/generations"
+                body = b'{"model": "gpt-image-2", "prompt": "x"}'
+            headers = {
+                "x-goog-api-key": context.api_key,
+                "authorization": f"Bearer {context.api_key}",
+                "content-type": "application/json",
+            }
+            yield Stream(HttpRequest("POST", url, headers, body))
+            while (yield NextChunk()):
+                pass
+            return ProviderAnswer(image_data=b"")
+
+        def parse_error(self, response: Any, context: Any) -> aigen.GenerationError:
+            return aigen.GenerationError(f"HTTP {response.status_code}")
+
+    server.script(success(head_duration=6.0))
+    made = make_client(
+        provider=Streaming(),
+        api_key=API_KEY,
+        base_url=server.base_url,
+        timeout=TINY_TIMEOUT,
+        real_time=True,
+        retry=RetryPolicy(deadline=1.0),
+    )
+    started = time.monotonic()
+    with pytest.raises(aigen.APITimeoutError):
+        made.generate("a fox")
+    assert time.monotonic() - started < 2.5

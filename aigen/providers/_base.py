@@ -43,6 +43,7 @@ __all__ = [
     "Provider",
     "ProviderAnswer",
     "RequestContext",
+    "ServiceDescription",
     "api_error_class",
     "decode_base64_image",
     "json_body",
@@ -88,14 +89,13 @@ class ProviderAnswer:
     finish_reason: str | None = None
 
 
-@runtime_checkable
-class Provider(Protocol):
-    """What aigen needs from a provider adapter; write one to reach another service.
+class ServiceDescription(Protocol):
+    """What every provider has: the attributes, and how it reads an error answer.
 
-    Attributes: `name` (shown in errors and on responses), `default_model`,
-    `default_base_url` (scheme and host, no trailing slash), `api_key_env_vars` (read in
-    order when no `api_key` is given), `takes_seed` (whether `seed` reaches the model; when
-    False, responses report `seed=None`).
+    `name` (shown in errors and on responses), `default_model`, `default_base_url` (scheme
+    and host, no trailing slash), `api_key_env_vars` (read in order when no `api_key` is
+    given), `takes_seed` (whether `seed` reaches the model; when False, responses report
+    `seed=None`).
     """
 
     name: str
@@ -103,6 +103,20 @@ class Provider(Protocol):
     default_base_url: str
     api_key_env_vars: tuple[str, ...]
     takes_seed: bool
+
+    def parse_error(self, response: HttpResponse, context: ErrorContext) -> GenerationError:
+        """Describe a non-2xx answer as the error to raise (usually an `APIError`
+        subclass, with `retry_after` set from any hint in the body)."""
+        ...
+
+
+@runtime_checkable
+class Provider(ServiceDescription, Protocol):
+    """What aigen needs from a provider adapter; write one to reach another service.
+
+    Beside `ServiceDescription`'s attributes and `parse_error`: `build_request` and
+    `parse_response`, the one exchange each generation takes.
+    """
 
     def build_request(self, request: GenerationRequest, context: RequestContext) -> HttpRequest:
         """Turn a request into the HTTP request to send. Raise `ConfigurationError`
@@ -114,31 +128,16 @@ class Provider(Protocol):
         `NoImageError` for an answer without an image, `GenerationError` for a malformed body."""
         ...
 
-    def parse_error(self, response: HttpResponse, context: ErrorContext) -> GenerationError:
-        """Describe a non-2xx answer as the error to raise (usually an `APIError`
-        subclass, with `retry_after` set from any hint in the body)."""
-        ...
-
 
 @runtime_checkable
-class MultiStepProvider(Protocol):
+class MultiStepProvider(ServiceDescription, Protocol):
     """A provider whose generation takes more than one exchange (a queue to poll, a
     stream of events): it gives `exchange()` instead of `build_request` and
     `parse_response`; the attributes and `parse_error` are as for `Provider`."""
 
-    name: str
-    default_model: str
-    default_base_url: str
-    api_key_env_vars: tuple[str, ...]
-    takes_seed: bool
-
     def exchange(self, request: GenerationRequest, context: RequestContext) -> ProviderFlow:
         """A generator of steps (aigen/providers/_steps.py) that returns the answer.
         Raise `ConfigurationError` before the first step for a request it cannot serve."""
-        ...
-
-    def parse_error(self, response: HttpResponse, context: ErrorContext) -> GenerationError:
-        """Describe a non-2xx answer of any step as the error to raise."""
         ...
 
 
