@@ -6,9 +6,10 @@
       │ yes
     max_concurrency slot (TakeSlot) ──none before the deadline──▶ APITimeoutError
       │
-    tenacity.iter() ─▶ DoAttempt ─▶ limiter slot (AskStore Reserve, Sleep)
-      ▲                              └─▶ Send ─▶ 2xx? ─▶ provider reads it ─▶ response
-      └── DoSleep(n) ◀─ Sleep(n) ◀── retryable error, hint obeyed, deadline kept
+    attempt: limiter slot (AskStore Reserve, Sleep) ─▶ Send ─▶ 2xx? ─▶ provider reads it
+      ▲                                                                 │ yes: response
+      │                                                                 ▼ no: an error
+      └── Sleep(n) ◀── tenacity.iter(state with the error) ─▶ DoSleep(n), or it raises
       │
     ReturnSlot, breaker told the outcome (AskStore Record)
 

@@ -2,8 +2,9 @@
 
 One `RetryPolicy` is turned into tenacity's `retry` / `wait` / `stop` / `before_sleep`
 here, once per client, in a `tenacity.Retrying` that the flow (aigen/_flow.py) drives
-with `iter()`: tenacity answers "attempt", "sleep N" or the outcome, and the flow yields
-the attempt's actions or a `Sleep`. Nothing here sleeps, so both clients share it whole.
+with `iter()` after each failed attempt: tenacity answers "sleep N" (the flow yields a
+`Sleep`, then the next attempt) or raises the error. Nothing here sleeps, so both
+clients share it whole.
 """
 
 from __future__ import annotations
