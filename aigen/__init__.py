@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._circuit import CircuitBreaker
     from ._client import ClientOptions
     from ._conversation import AsyncConversation, Conversation, ConversationState
+    from ._hooks import AttemptEvent, ErrorEvent, Hooks, ResponseEvent
     from ._memory_store import MemoryStore
     from ._models import (
         GenerationRequest,
@@ -60,6 +61,10 @@ _LAZY: dict[str, str] = {
     "DefaultAsyncHttpxClient": "._transport",
     "DefaultHttpxClient": "._transport",
     "AsyncConversation": "._conversation",
+    "AttemptEvent": "._hooks",
+    "ErrorEvent": "._hooks",
+    "Hooks": "._hooks",
+    "ResponseEvent": "._hooks",
     "Conversation": "._conversation",
     "ConversationState": "._conversation",
     "GenerationRequest": "._models",
@@ -111,6 +116,7 @@ __all__ = [
     "AigenError",
     "AsyncClient",
     "AsyncConversation",
+    "AttemptEvent",
     "AuthenticationError",
     "BadRequestError",
     "CircuitBreaker",
@@ -125,9 +131,11 @@ __all__ = [
     "ConversationState",
     "DefaultAsyncHttpxClient",
     "DefaultHttpxClient",
+    "ErrorEvent",
     "GenerationError",
     "GenerationRequest",
     "GenerationResponse",
+    "Hooks",
     "MemoryRateLimitStore",
     "MemoryStore",
     "NoImageError",
@@ -140,6 +148,7 @@ __all__ = [
     "RateLimitError",
     "RateLimitInfo",
     "RateLimitStore",
+    "ResponseEvent",
     "RetryEvent",
     "RetryPolicy",
     "ServerError",

@@ -12,6 +12,7 @@ the shape of httpx's `Auth.auth_flow`, applied to a whole call::
     free = yield TakeSlot(timeout)          # reply: True if a max_concurrency slot was got
     yield ReturnSlot()                      # reply: None
     yield Emit(event)                       # reply: None; the event reaches the caller
+    yield Notify(event)                     # reply: None; the client's hook is called
 
 Actions are small slotted dataclasses, made anew for each step and never changed after
 (not frozen: a frozen dataclass costs four times as much to make, on every step of every
@@ -38,6 +39,7 @@ __all__ = [
     "Done",
     "Emit",
     "Flow",
+    "Notify",
     "OpenStream",
     "ReadChunk",
     "ReturnSlot",
@@ -138,13 +140,23 @@ class Emit:
 
 
 @dataclass(slots=True)
+class Notify:
+    """Call the client's hook for `event` (an `AttemptEvent`, `RetryEvent`, ...); a hook
+    that raises is logged, never thrown into the flow."""
+
+    verb: ClassVar[str] = "notify"
+
+    event: object
+
+
+@dataclass(slots=True)
 class Done(Generic[T]):
     """The last thing a driver yields: what the flow returned."""
 
     value: T
 
 
-Action = Send | OpenStream | ReadChunk | Sleep | AskStore | TakeSlot | ReturnSlot | Emit
+Action = Send | OpenStream | ReadChunk | Sleep | AskStore | TakeSlot | ReturnSlot | Emit | Notify
 Flow = Generator[Action, Any, T]
 
 

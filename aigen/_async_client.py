@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import sys
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -22,6 +23,7 @@ from ._deadline import exchange_deadline
 from ._driving import Stepper, body_of, monotonic_deadline
 from ._errors import ConfigurationError, GenerationError
 from ._flow import generation_flow
+from ._hooks import HookEvent, Hooks, hook_failed
 from ._http import HttpResponse
 from ._models import GenerationFields, GenerationRequest, GenerationResponse
 from ._transport import DefaultAsyncHttpxClient
@@ -190,6 +192,18 @@ class AsyncClient(BaseClient[AsyncConversation]):
     async def _do_read_chunk(self, action: act.ReadChunk, run: _Run) -> bytes:
         with exchange_deadline(monotonic_deadline(action.time_left)):
             return await anext(run.chunks, b"")
+
+    async def _do_notify(self, action: act.Notify, run: _Run) -> None:
+        event = cast(HookEvent, action.event)
+        hook = cast(Hooks, self._hooks).for_event(event)
+        if hook is None:
+            return
+        try:
+            result = hook(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # a hook's failure is the app's to see, never the call's
+            hook_failed(event)
 
     async def _do_emit(self, action: act.Emit, run: _Run) -> None:
         """An event once the caller has gone: nobody to hand it to."""

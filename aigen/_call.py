@@ -22,12 +22,13 @@ from ._circuit import Breaker
 from ._clock import Clock
 from ._config import Settings
 from ._errors import APIConnectionError, APIError, APITimeoutError, GenerationError
+from ._hooks import AttemptEvent, Hooks
 from ._http import HttpRequest, HttpResponse
 from ._images import image_size, sniff_mime_type
 from ._models import GenerationRequest, GenerationResponse
 from ._ratelimit import RateLimiter
 from ._redact import redact_bytes, redact_value
-from ._retry import parse_retry_after_headers
+from ._retry import RetryEvent, parse_retry_after_headers
 from .providers import ErrorContext, Provider, ProviderAnswer
 from .providers._steps import ProviderFlow
 
@@ -50,6 +51,7 @@ class GenerationCall:
         retrying: Retrying,
         limiter: RateLimiter | None,
         breaker: Breaker | None,
+        hooks: Hooks | None,
         request: GenerationRequest,
         http_request: HttpRequest | None,
         generation_id: str,
@@ -64,6 +66,8 @@ class GenerationCall:
         self.retrying = retrying
         self.limiter = limiter
         self.breaker = breaker
+        self.hooks = hooks
+        self.last_retry: RetryEvent | None = None  # set by the retry rules as they decide
         self._monotonic: Callable[[], float] = clock.monotonic
         self.request = request
         self.http_request = http_request
@@ -106,6 +110,17 @@ class GenerationCall:
         """Count a paid attempt and start its timer."""
         self.attempts += 1
         self._attempt_started = self._monotonic()
+
+    def attempt_event(self, request: HttpRequest) -> AttemptEvent:
+        """What an `on_attempt` hook is told of the attempt about to be sent."""
+        return AttemptEvent(
+            generation_id=self.generation_id,
+            attempt=self.attempts,
+            provider=self.settings.provider.name,
+            model=self.model,
+            method=request.method,
+            url=redact_value(request.url, self.settings.api_key),
+        )
 
     @staticmethod
     def streamed(request: HttpRequest) -> HttpRequest:

@@ -23,6 +23,7 @@ from ._constants import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
 from ._conversation import AsyncConversation, Conversation, ConversationState
 from ._core import Engine, as_request
 from ._errors import ConfigurationError, GenerationError
+from ._hooks import Hooks
 from ._http import HttpRequest
 from ._models import MAX_SEED, GenerationRequest, GenerationResponse, Turn
 from ._ratelimit import RateLimit
@@ -61,7 +62,8 @@ class ClientOptions(TypedDict, total=False):
     or the provider's endpoint; `model` the provider's default; `timeout=120.0` (seconds
     per attempt, or an `httpx.Timeout`); `max_retries=None` (2, through the default
     `RetryPolicy`); `retry=None`; `allow_insecure_http=False`; `max_response_bytes` 64 MiB;
-    `rate_limit=None`, `circuit_breaker=None`, `max_concurrency=None` (no limits).
+    `rate_limit=None`, `circuit_breaker=None`, `max_concurrency=None` (no limits);
+    `hooks=None` (an `aigen.Hooks`: your callables, told of each attempt, retry and outcome).
     docs/configuration.md says what each does. Use it to type a factory of your own:
     `def make_client(**options: Unpack[aigen.ClientOptions]) -> aigen.Client`.
     """
@@ -78,6 +80,7 @@ class ClientOptions(TypedDict, total=False):
     rate_limit: RateLimit | None
     circuit_breaker: CircuitBreaker | None
     max_concurrency: int | None
+    hooks: Hooks | None
 
 
 class SystemClock:
@@ -123,6 +126,7 @@ class BaseClient(Generic[ConversationT]):
         rate_limit: RateLimit | None = None,
         circuit_breaker: CircuitBreaker | None = None,
         max_concurrency: int | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         settings = resolve_settings(
             provider=provider,
@@ -137,8 +141,13 @@ class BaseClient(Generic[ConversationT]):
             circuit_breaker=circuit_breaker,
             max_concurrency=max_concurrency,
         )
+        if hooks is not None and not isinstance(hooks, Hooks):
+            raise ConfigurationError(
+                f"hooks={hooks!r}: pass aigen.Hooks(on_attempt=..., on_retry=..., ...)"
+            )
+        self._hooks = hooks
         self._engine = Engine(
-            settings, clock=SystemClock(), jitter=random.random, pick_seed=_pick_seed
+            settings, clock=SystemClock(), jitter=random.random, pick_seed=_pick_seed, hooks=hooks
         )
         self._urls: dict[str, httpx.URL] = {}
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)

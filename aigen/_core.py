@@ -18,6 +18,7 @@ from ._call import GenerationCall
 from ._circuit import Breaker
 from ._clock import Clock
 from ._config import Settings
+from ._hooks import Hooks
 from ._models import GenerationRequest
 from ._ratelimit import RateLimiter
 from ._retry import RetryRules
@@ -39,8 +40,10 @@ class Engine:
         clock: Clock,
         jitter: Callable[[], float],
         pick_seed: Callable[[], int],
+        hooks: Hooks | None = None,
     ) -> None:
         self.settings = settings
+        self.hooks = hooks
         self.clock = clock
         self.jitter = jitter
         self._pick_seed = pick_seed
@@ -95,6 +98,7 @@ class Engine:
             retrying=self.retrying,
             limiter=self.limiter,
             breaker=self.breaker,
+            hooks=self.hooks,
             request=request,
             http_request=http_request,
             generation_id=generation_id,

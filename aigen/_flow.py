@@ -30,6 +30,7 @@ from ._actions import (
     AskStore,
     Emit,
     Flow,
+    Notify,
     OpenStream,
     ReadChunk,
     ReturnSlot,
@@ -43,6 +44,7 @@ from ._body import too_large
 from ._call import GenerationCall
 from ._circuit import outcome_of, refusal
 from ._errors import APITimeoutError, GenerationError, RateLimitError, held_back
+from ._hooks import ErrorEvent, ResponseEvent
 from ._http import HttpRequest, HttpResponse
 from ._models import GenerationResponse
 from ._store import CallOutcome, StoreOp
@@ -54,6 +56,19 @@ __all__ = ["generation_flow"]
 
 def generation_flow(call: GenerationCall) -> Flow[GenerationResponse]:
     """One `generate()`, from admission to the response (or the error it ends with)."""
+    if call.hooks is None:
+        return (yield from _protected(call))
+    try:
+        response = yield from _protected(call)
+    except GenerationError as error:
+        yield Notify(ErrorEvent(call.generation_id, error))
+        raise
+    yield Notify(ResponseEvent(call.generation_id, response))
+    return response
+
+
+def _protected(call: GenerationCall) -> Flow[GenerationResponse]:
+    """The call within its protections: the breaker's word, a slot, the limiter's."""
     breaker = call.breaker
     if breaker is None:
         if call.settings.max_concurrency is None:  # no protection: the answer alone
@@ -214,6 +229,8 @@ def _retried(
         if type(do) is not DoSleep:  # pragma: no cover (tenacity's contract)
             raise AssertionError(f"tenacity answered {do!r} after a failed attempt")
         state.prepare_for_next_attempt()
+        if call.hooks is not None and call.last_retry is not None:
+            yield Notify(call.last_retry)
         yield Sleep(do)
 
 
@@ -226,6 +243,8 @@ def _attempt(
         yield from _admission(call)
     if paid:
         call.next_attempt()
+    if call.hooks is not None:
+        yield Notify(call.attempt_event(request))
     try:
         if stream:
             head: StreamHead = yield OpenStream(call.streamed(request), call.time_left())

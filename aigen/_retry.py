@@ -142,6 +142,7 @@ class _RetryingCall(Protocol):
     """What the retry rules read of a call (`GenerationCall`)."""
 
     generation_id: str
+    last_retry: RetryEvent | None
 
     def elapsed(self) -> float: ...
 
@@ -214,6 +215,7 @@ class RetryRules:
             wait=state.upcoming_sleep,
             server_hint=server_hint(error) is not None,
         )
+        call.last_retry = event  # for the call's on_retry hook
         logger.info(
             "generation %s: attempt %d failed (%s); retrying in %.2f s",
             event.generation_id,

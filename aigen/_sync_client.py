@@ -20,6 +20,7 @@ from ._deadline import exchange_deadline
 from ._driving import Stepper, body_of, monotonic_deadline
 from ._errors import GenerationError
 from ._flow import generation_flow
+from ._hooks import HookEvent, Hooks, hook_failed
 from ._http import HttpResponse
 from ._models import GenerationFields, GenerationRequest, GenerationResponse
 from ._transport import DefaultHttpxClient
@@ -48,6 +49,8 @@ class Client(BaseClient[Conversation]):
         self, *, http_client: httpx.Client | None = None, **options: Unpack[ClientOptions]
     ) -> None:
         super().__init__(**options)
+        if self._hooks is not None:
+            self._hooks.check_sync()
         self._owns_http_client = http_client is None
         self._http = http_client or DefaultHttpxClient(timeout=self._timeout)
         limit = self._engine.settings.max_concurrency
@@ -164,6 +167,16 @@ class Client(BaseClient[Conversation]):
     def _do_read_chunk(self, action: act.ReadChunk, run: _Run) -> bytes:
         with exchange_deadline(monotonic_deadline(action.time_left)):
             return next(run.chunks, b"")
+
+    def _do_notify(self, action: act.Notify, run: _Run) -> None:
+        event = cast(HookEvent, action.event)
+        hook = cast(Hooks, self._hooks).for_event(event)
+        if hook is None:
+            return
+        try:
+            hook(event)
+        except Exception:  # a hook's failure is the app's to see, never the call's
+            hook_failed(event)
 
     def _do_emit(self, action: act.Emit, run: _Run) -> None:
         """An event once the caller has gone: nobody to hand it to."""

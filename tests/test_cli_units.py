@@ -90,22 +90,24 @@ def test_version_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "-o/--output" in capsys.readouterr().err
 
 
-def test_the_watcher_collects_retry_records_only_while_attached() -> None:
-    logger = logging.getLogger("aigen")
-    before = logger.level
+def test_the_watcher_collects_what_its_hook_is_given() -> None:
     first = RetryEvent("g-1", 1, GenerationError("overloaded (gemini 503)"), 2.0, False)
-    later = RetryEvent("g-1", 2, GenerationError("overloaded (gemini 503)"), 4.0, False)
-    with RetryWatcher() as watcher:
-        logger.info("generation g-1: attempt 1 failed", extra={"retry": first})
-        logger.info("unrelated")
-        # The event is read typed, never from the message's arguments.
-        logger.info("%s %s %s", "g-2", 1, "x", extra={"wait_seconds": 1.0, "attempt": 1})
-    logger.info("after", extra={"retry": later})
-    assert [(e.generation_id, e.failed_attempt, e.wait_seconds) for e in watcher.events] == [
-        ("g-1", 1, 2.0)
-    ]
-    assert watcher.events[0].cause == "overloaded (gemini 503)"
-    assert logger.level == before
+    other = RetryEvent("g-2", 1, GenerationError("timed out"), 1.0, False)
+    watcher = RetryWatcher()
+    hook = watcher.hooks.on_retry
+    assert hook is not None
+    hook(first)
+    hook(other)
+    assert [
+        (e.generation_id, e.failed_attempt, e.wait_seconds) for e in watcher.for_generation("g-1")
+    ] == [("g-1", 1, 2.0)]
+    assert watcher.for_generation("g-1")[0].cause == "overloaded (gemini 503)"
+
+
+def test_the_watcher_needs_no_logging() -> None:
+    """The retries reach the status line through the client's hooks, whatever the logging."""
+    logger = logging.getLogger("aigen")
+    assert not any(type(h).__name__ == "RetryWatcher" for h in logger.handlers)
 
 
 def test_the_status_line_counts_down_the_wait_and_names_the_cause() -> None:

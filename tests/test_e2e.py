@@ -710,7 +710,9 @@ def test_close_leaves_no_connection_open(
 def test_many_concurrent_calls_are_not_held_back(client_kind: str, server: FakeServer) -> None:
     # More calls than httpx's default pool of 100: all must be in flight at once.
     calls = 120
-    server.default = success(png(8, 8), delay=0.6)  # no drawing: 120 prompts, 120 images
+    # Long enough for all 120 to arrive on a loaded machine: the last starts well before
+    # the first is answered.
+    server.default = success(png(8, 8), delay=2.0)  # no drawing: 120 prompts, 120 images
     keywords: dict[str, Any] = {
         "provider": server.provider,
         "api_key": API_KEY,

@@ -26,6 +26,7 @@ SANS_IO = sorted(
                 "_clock.py",
                 "_core.py",
                 "_flow.py",
+                "_hooks.py",
                 "_redact.py",
                 "_retry.py",
                 "_store.py",

@@ -37,7 +37,7 @@ def batch(args: argparse.Namespace, reporter: Reporter) -> None:
     ]
     out_dir: Path = args.output
     out_dir.mkdir(parents=True, exist_ok=True)
-    with client_from(args) as client, reporter.watcher:
+    with client_from(args, reporter) as client:
         bar = ProgressBar(reporter.err, len(requests), enabled=reporter.mode == "human")
         with bar:
             results = client.generate_many(

@@ -62,14 +62,16 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", type=Path, help="an image (PNG, JPEG or WebP) to work from")
 
 
-def client_from(args: argparse.Namespace) -> Client:
-    """A `Client` configured from the command line, falling back to the environment."""
+def client_from(args: argparse.Namespace, reporter: Reporter) -> Client:
+    """A `Client` configured from the command line, falling back to the environment, whose
+    retries reach the reporter's status line through its hooks."""
     return Client(
         provider=args.provider,
         model=args.model,
         base_url=args.base_url,
         timeout=args.timeout,
         max_retries=args.max_retries,
+        hooks=reporter.watcher.hooks,
     )
 
 
@@ -93,7 +95,7 @@ class _Wish:
 def generate(args: argparse.Namespace, reporter: Reporter) -> None:
     """Generate one image; with `--conversation FILE`, start a conversation saved there."""
     wish = _Wish.from_args(args)
-    with client_from(args) as client:
+    with client_from(args, reporter) as client:
         if args.conversation is None:
             with reporter.watching("generating"):
                 response = client.generate(
@@ -119,7 +121,7 @@ def refine(args: argparse.Namespace, reporter: Reporter) -> None:
     """
     wish = _Wish.from_args(args)
     state = _load_conversation(args.conversation)
-    with client_from(args) as client:
+    with client_from(args, reporter) as client:
         chat = client.conversation(
             history=state, width=wish.width, height=wish.height, seed=wish.seed
         )

@@ -108,7 +108,11 @@ def demo(args: argparse.Namespace, reporter: Reporter) -> None:
         policy = RetryPolicy(initial_delay=0.5)
         # Named in full, so the user's own AIGEN_PROVIDER or OPENAI_API_KEY cannot redirect it.
         with Client(
-            provider="gemini", api_key=DEMO_KEY, base_url=server.base_url, retry=policy
+            provider="gemini",
+            api_key=DEMO_KEY,
+            base_url=server.base_url,
+            retry=policy,
+            hooks=reporter.watcher.hooks,
         ) as client:
             chat = client.conversation(width=1280, height=720)
             say(f"1. generate: {DEMO_PROMPT!r}\n")

@@ -29,13 +29,13 @@ class Reporter:
 
     @contextmanager
     def watching(self, label: str) -> Iterator[None]:
-        """Collect retries while a call runs; on a terminal, show a live status line."""
-        with self.watcher:
-            if self.mode == "human":
-                with StatusLine(self.err, self.watcher, label):
-                    yield
-            else:
+        """While a call runs, show a live status line on a terminal (the client's hooks
+        collect its retries: `self.watcher.hooks`)."""
+        if self.mode == "human":
+            with StatusLine(self.err, self.watcher, label):
                 yield
+        else:
+            yield
 
     def retries(self, response: GenerationResponse) -> list[SeenRetry]:
         """The retries that led to `response`."""

@@ -1,13 +1,12 @@
 """What a call is doing, seen from the command line: retry events and a live status line.
 
-aigen logs each retry on the `aigen` logger with its attempt, wait and cause. The CLI
-listens to those records (`RetryWatcher`) instead of reaching into the clients, and
+The CLI gives its client `aigen.Hooks(on_retry=...)` (`RetryWatcher.hooks`), so each
+retry reaches it as a typed `RetryEvent`, the way it reaches any app's hook, and it
 redraws one line on a terminal (`StatusLine`) while a call runs.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import threading
@@ -18,6 +17,7 @@ from typing import TextIO
 
 from typing_extensions import Self
 
+from .._hooks import Hooks
 from .._retry import RetryEvent
 
 __all__ = [
@@ -57,38 +57,25 @@ class SeenRetry:
         return str(self.event.error)
 
 
-class RetryWatcher(logging.Handler):
-    """Collects the retry records aigen logs; attach it with `with RetryWatcher():`."""
+class RetryWatcher:
+    """Collects the retries of the calls of a client made with its `hooks`."""
 
     def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
         self.events: list[SeenRetry] = []
-        self._logger = logging.getLogger("aigen")
-        self._previous_level = self._logger.level
 
-    def emit(self, record: logging.LogRecord) -> None:
-        event = getattr(record, "retry", None)
-        if isinstance(event, RetryEvent):  # aigen's retry records carry it typed
-            self.events.append(SeenRetry(event, at=time.monotonic()))
+    @property
+    def hooks(self) -> Hooks:
+        """What to give the client: its retries then reach `on_retry`."""
+        return Hooks(on_retry=self.on_retry)
+
+    def on_retry(self, event: RetryEvent) -> None:
+        """The `on_retry` hook: remember the retry and when it came (a list append is
+        atomic, so `generate_many`'s threads may call it at once)."""
+        self.events.append(SeenRetry(event, at=time.monotonic()))
 
     def for_generation(self, generation_id: str) -> list[SeenRetry]:
         """The retries of one call."""
         return [event for event in self.events if event.generation_id == generation_id]
-
-    def __enter__(self) -> RetryWatcher:
-        self._logger.addHandler(self)
-        if self._logger.getEffectiveLevel() > logging.INFO:
-            self._logger.setLevel(logging.INFO)  # retries are logged at INFO
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._previous_level)
 
 
 class LiveLine:
