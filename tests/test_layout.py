@@ -29,6 +29,7 @@ SANS_IO = sorted(
                 "_hooks.py",
                 "_redact.py",
                 "_retry.py",
+                "_sse.py",
                 "_store.py",
                 "_memory_store.py",
                 "_models.py",
