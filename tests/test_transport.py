@@ -138,10 +138,11 @@ KINDS = pytest.mark.parametrize("kind", ["sync", "async"])
 @KINDS
 def test_a_trickled_answer_ends_at_the_deadline(kind: str, trickle: TrickleServer) -> None:
     started = time.monotonic()
-    with pytest.raises(httpx.ReadTimeout):
+    # A read, as a rule; a write or connect on a machine loaded enough to be that late.
+    with pytest.raises(httpx.TimeoutException):
         _get(kind, trickle.url, time.monotonic() + 0.8)
     elapsed = time.monotonic() - started
-    assert 0.7 < elapsed < 2.5  # it waited for the deadline, and not for the whole answer
+    assert 0.7 < elapsed < 3.5  # it waited for the deadline, not the whole answer's 4 s
 
 
 @KINDS
