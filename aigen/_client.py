@@ -8,10 +8,11 @@ provider it talks to.
 
 from __future__ import annotations
 
+import math
 import random
 import time as _time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypedDict, TypeVar
+from typing import Generic, TypedDict, TypeVar, cast
 
 import httpx
 
@@ -103,6 +104,43 @@ def _pick_seed() -> int:
     return random.getrandbits(MAX_SEED.bit_length())
 
 
+_TIMEOUT_HELP = (
+    "pass seconds per attempt as a positive, finite number (e.g. timeout=120.0), or an "
+    "httpx.Timeout whose parts are such numbers (or None for no limit on that part)"
+)
+
+
+def _checked_timeout(timeout: object) -> httpx.Timeout:
+    """`timeout` as an `httpx.Timeout`, refused now if any part is not a positive, finite
+    number of seconds: 0 would fail every attempt as a "connection error", and a negative,
+    nan or inf one would raise a bare ValueError or OverflowError at the first call."""
+    if isinstance(timeout, httpx.Timeout):
+        parts = {
+            "connect": timeout.connect,
+            "read": timeout.read,
+            "write": timeout.write,
+            "pool": timeout.pool,
+        }
+        for name, value in parts.items():
+            if value is not None:
+                _check_seconds(f"timeout.{name}", value)
+        return timeout
+    if timeout is None:  # as in httpx: no limit (the deadline, if any, still holds)
+        return httpx.Timeout(None)
+    _check_seconds("timeout", timeout)
+    return httpx.Timeout(cast(float, timeout))
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(
+            f"{name}={value!r} is a {type(value).__name__}, not a number of seconds: "
+            + _TIMEOUT_HELP
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{name}={value!r} is not a usable timeout: {_TIMEOUT_HELP}")
+
+
 class BaseClient(Generic[ConversationT]):
     """What both clients share: settings, engine, timeouts, repr, conversations."""
 
@@ -141,7 +179,7 @@ class BaseClient(Generic[ConversationT]):
             settings, clock=SystemClock(), jitter=random.random, pick_seed=_pick_seed
         )
         self._urls: dict[str, httpx.URL] = {}
-        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._timeout = _checked_timeout(timeout)
 
     @property
     def provider(self) -> AnyProvider:

@@ -55,6 +55,18 @@ def resolve_settings(
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Apply the precedence in SPEC: keyword, then environment, then the provider's default."""
+    _check_types(
+        api_key=api_key,
+        base_url=base_url,
+        model=model,
+        max_retries=max_retries,
+        retry=retry,
+        allow_insecure_http=allow_insecure_http,
+        max_response_bytes=max_response_bytes,
+        rate_limit=rate_limit,
+        circuit_breaker=circuit_breaker,
+        max_concurrency=max_concurrency,
+    )
     env = os.environ if environ is None else environ
     resolved = _resolve_provider(provider, env)
     key = _resolve_api_key(api_key, resolved, env)
@@ -88,6 +100,69 @@ def resolve_settings(
         circuit_breaker=circuit_breaker,
         max_concurrency=max_concurrency,
     )
+
+
+def _is_int(value: object) -> bool:
+    """An `int` that is not a `bool` (`True` is 1 to Python, never a count to a user)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_types(
+    *,
+    api_key: object,
+    base_url: object,
+    model: object,
+    max_retries: object,
+    retry: object,
+    allow_insecure_http: object,
+    max_response_bytes: object,
+    rate_limit: object,
+    circuit_breaker: object,
+    max_concurrency: object,
+) -> None:
+    """Refuse a keyword of the wrong type now, naming it, rather than fail on each call."""
+
+    def refuse(name: str, value: object, wanted: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"{name}={_shown(name, value)} is a {type(value).__name__}: {name} takes {wanted}"
+        )
+
+    for name, value in (("api_key", api_key), ("base_url", base_url), ("model", model)):
+        if value is not None and not isinstance(value, str):
+            raise refuse(name, value, "a string (or None for the default)")
+    counts = (
+        ("max_retries", max_retries, "a whole number of retries, e.g. max_retries=3"),
+        ("max_concurrency", max_concurrency, "a whole number of calls, e.g. max_concurrency=4"),
+    )
+    for name, value, wanted in counts:
+        if value is not None and not _is_int(value):
+            raise refuse(name, value, f"{wanted} (or None)")
+    if not _is_int(max_response_bytes):
+        raise refuse(
+            "max_response_bytes",
+            max_response_bytes,
+            "a number of bytes as an int, e.g. max_response_bytes=64 * 1024 * 1024",
+        )
+    if not isinstance(allow_insecure_http, bool):
+        raise refuse("allow_insecure_http", allow_insecure_http, "True or False")
+    protections = (
+        ("retry", retry, RetryPolicy, "RetryPolicy(max_retries=3)"),
+        ("rate_limit", rate_limit, RateLimit, "RateLimit(requests_per_minute=60)"),
+        ("circuit_breaker", circuit_breaker, CircuitBreaker, "CircuitBreaker()"),
+    )
+    for name, value, cls, example in protections:
+        if value is not None and not isinstance(value, cls):
+            raise refuse(
+                name, value, f"a {cls.__name__}, e.g. {name}={example}, or None to go without"
+            )
+
+
+def _shown(name: str, value: object) -> str:
+    """A wrong value as a message may show it: never an api_key's text."""
+    if name == "api_key":
+        return f"<{type(value).__name__}>"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _resolve_provider(provider: str | AnyProvider | None, env: Mapping[str, str]) -> AnyProvider:

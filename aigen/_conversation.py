@@ -13,7 +13,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ._errors import ConfigurationError
-from ._models import GenerationRequest, GenerationResponse, ProviderOptions, Turn
+from ._models import GenerationRequest, GenerationResponse, ProviderOptions, Turn, WholeNumber
 
 __all__ = ["AsyncConversation", "Conversation", "ConversationState"]
 
@@ -32,11 +32,11 @@ class ConversationState(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     history: list[Turn] = Field(default_factory=list)
-    width: int | None = None
-    height: int | None = None
+    width: WholeNumber | None = None
+    height: WholeNumber | None = None
     model: str | None = None
-    seed: int | None = None
-    rules_preamble: bool = True
+    seed: WholeNumber | None = None
+    rules_preamble: bool = Field(default=True, strict=True)
 
     def _request(
         self, prompt: str, input_image: bytes | None, options: ProviderOptions | None
