@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -21,7 +22,14 @@ from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
 from .providers import BUILTIN_PROVIDERS, AnyProvider, MultiStepProvider, Provider, builtin_provider
 
-__all__ = ["Settings", "resolve_settings"]
+__all__ = ["MODEL_NAME_CHARACTERS", "Settings", "check_model_name", "resolve_settings"]
+
+# What a model (or deployment) name may hold. It becomes a segment of the URL path
+# (Gemini's `/models/{model}:generateContent`, Azure's deployments): a "/", "?", "#", "%",
+# space or ".." there would move the request, key included, somewhere else. Every model
+# name Google and OpenAI publish fits (fine-tuned OpenAI models use ":").
+MODEL_NAME_CHARACTERS = "letters, digits, '.', '_', '-', ':' and '@'"
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}")
 
 
 @dataclass(frozen=True)
@@ -71,8 +79,10 @@ def resolve_settings(
     resolved = _resolve_provider(provider, env)
     key = _resolve_api_key(api_key, resolved, env)
     url = _resolve_base_url(base_url, resolved, env, allow_insecure_http)
-    if model is not None and not model.strip():
-        raise ConfigurationError("model is empty: pass a model name or leave it out")
+    if model is not None:
+        if not model.strip():
+            raise ConfigurationError("model is empty: pass a model name or leave it out")
+        check_model_name(model, "model")
     if retry is not None and max_retries is not None:
         raise ConfigurationError(
             "pass max_retries or retry, not both: max_retries is a shortcut for "
@@ -100,6 +110,22 @@ def resolve_settings(
         circuit_breaker=circuit_breaker,
         max_concurrency=max_concurrency,
     )
+
+
+def check_model_name(model: str, where: str) -> str:
+    """`model` if it is safe to put in a URL path; a `ConfigurationError` naming the
+    allowed characters otherwise (`where` says which keyword or field it came from)."""
+    if _MODEL_NAME.fullmatch(model) is None:
+        shown = model if len(model) <= 80 else model[:77] + "..."
+        hint = ""
+        if model.startswith(("models/", "tunedModels/")):
+            hint = f" (leave out the prefix: {where}={model.split('/', 1)[1]!r})"
+        raise ConfigurationError(
+            f"{where}={shown!r} is not a model name aigen can put in a URL{hint}: a model "
+            f"name starts with a letter or digit and holds only {MODEL_NAME_CHARACTERS}, "
+            "at most 200 characters"
+        )
+    return model
 
 
 def _is_int(value: object) -> bool:
@@ -208,6 +234,11 @@ def _resolve_base_url(
 ) -> str:
     url = (base_url or env.get(ENV_BASE_URL) or provider.default_base_url).strip().rstrip("/")
     parts = urlsplit(url)
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ConfigurationError(
+            f"base_url {url!r} has a query or fragment: aigen appends each call's path to "
+            "base_url, so give only scheme, host and path, e.g. 'https://gw.example.com/gemini'"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
             f"base_url {url!r} is not an http(s) URL: give scheme and host, e.g. "

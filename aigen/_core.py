@@ -17,7 +17,7 @@ from typing import cast
 from ._call import GenerationCall
 from ._circuit import Breaker
 from ._clock import Clock
-from ._config import Settings
+from ._config import Settings, check_model_name
 from ._models import GenerationRequest
 from ._ratelimit import RateLimiter
 from ._retry import RetryRules
@@ -67,7 +67,11 @@ class Engine:
         seed = None
         if provider.takes_seed:
             seed = request.seed if request.seed is not None else self._pick_seed()
-        model = request.model or self.settings.model
+        model = (
+            self.settings.model
+            if request.model is None
+            else check_model_name(request.model, "model")
+        )
         context = RequestContext(
             model=model, seed=seed, base_url=self.settings.base_url, api_key=self.settings.api_key
         )

@@ -473,3 +473,90 @@ def test_generate_refuses_bools_and_text_for_numbers_before_sending(
     with pytest.raises(pydantic.ValidationError, match="whole number"):
         make_client().generate("A fox", **fields)
     assert not router.calls
+
+
+# -- a model name never moves the request (issue 11) ----------------------------------------
+
+GATEWAY = "https://gw/tenant-a/gemini"
+HOSTILE_MODELS = [
+    "../../../../tenant-b/admin?drop=1#",
+    "gemini-2.5-flash-image/../../admin",
+    "gemini?x=1",
+    "gemini#frag",
+    "gemini%2F..%2Fadmin",
+    "gemini image",
+    "gemini\n",
+    "..",
+    "models/gemini-2.5-flash-image",
+]
+
+
+@pytest.fixture
+def gateway() -> Any:
+    """Anything sent to the gateway host, answered 200 with an image (Gemini's or OpenAI's)."""
+    from .kits import KITS
+
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="gw").mock(
+            side_effect=lambda request: (
+                KITS["openai"] if "/images/" in request.url.path else KITS["gemini"]
+            ).success()
+        )
+        yield mock
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+@pytest.mark.parametrize("model", HOSTILE_MODELS, ids=repr)
+def test_a_hostile_client_model_is_refused_naming_the_allowed_characters(
+    client_kind: str, gateway: Any, provider: str, model: str
+) -> None:
+    with pytest.raises(aigen.ConfigurationError, match="letters, digits") as caught:
+        client_class(client_kind)(provider=provider, api_key=API_KEY, base_url=GATEWAY, model=model)
+    assert "model=" in str(caught.value)
+    assert not gateway.calls
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+@pytest.mark.parametrize("model", HOSTILE_MODELS, ids=repr)
+def test_a_hostile_request_model_is_refused_before_sending(
+    make_client: Any, gateway: Any, provider: str, model: str
+) -> None:
+    client = make_client(provider=provider, base_url=GATEWAY, max_retries=0)
+    with pytest.raises(aigen.ConfigurationError, match="letters, digits"):
+        client.generate("A fox", model=model)
+    with pytest.raises(aigen.ConfigurationError, match="letters, digits"):
+        client.conversation(model=model).send("A fox")
+    assert not gateway.calls
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+def test_every_request_stays_under_the_gateway_path(
+    make_client: Any, gateway: Any, provider: str
+) -> None:
+    models = {"gemini": "gemini-3-pro-image-preview", "openai": "ft:gpt-image-1:acme:v2@1"}
+    client = make_client(provider=provider, base_url=GATEWAY)
+    client.generate("A fox", model=models[provider])
+    url = gateway.calls.last.request.url
+    assert url.path.startswith("/tenant-a/gemini/")
+    assert (url.query, url.fragment) == (b"", "")
+
+
+@pytest.mark.parametrize("url", ["https://gw/tenant-a?x=1", "https://gw/tenant-a#top"])
+def test_a_base_url_with_a_query_or_fragment_is_refused(client_kind: str, url: str) -> None:
+    with pytest.raises(aigen.ConfigurationError, match="query or fragment"):
+        client_class(client_kind)(api_key=API_KEY, base_url=url)
+
+
+def test_the_gemini_provider_escapes_a_model_it_is_handed_directly() -> None:
+    """The clients refuse such names; a provider called on its own still keeps the path."""
+    from aigen.providers import RequestContext
+    from aigen.providers.gemini import GeminiProvider
+
+    context = RequestContext(
+        model="../../../../tenant-b/admin?drop=1#", seed=1, base_url=GATEWAY, api_key=API_KEY
+    )
+    built = GeminiProvider().build_request(aigen.GenerationRequest(prompt="x"), context)
+    url = httpx.URL(built.url)
+    assert url.path.startswith("/tenant-a/gemini/v1beta/models/")
+    assert url.path.endswith(":generateContent")
+    assert (url.query, url.fragment) == (b"", "")
