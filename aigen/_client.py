@@ -25,6 +25,7 @@ from ._conversation import AsyncConversation, Conversation, ConversationState
 from ._core import Engine, as_request
 from ._errors import ConfigurationError, GenerationError
 from ._http import HttpRequest
+from ._log_scrub import protect_key
 from ._models import MAX_SEED, GenerationRequest, GenerationResponse, Turn
 from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
@@ -180,6 +181,7 @@ class BaseClient(Generic[ConversationT]):
         )
         self._urls: dict[str, httpx.URL] = {}
         self._timeout = _checked_timeout(timeout)
+        protect_key(self, settings.api_key)  # out of httpx's and httpcore's log records
 
     @property
     def provider(self) -> AnyProvider:
