@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._circuit import CircuitBreaker
     from ._client import ClientOptions
     from ._conversation import AsyncConversation, Conversation, ConversationState
+    from ._limits import ConversationLimits
     from ._memory_store import MemoryStore
     from ._models import (
         GenerationRequest,
@@ -62,6 +63,7 @@ _LAZY: dict[str, str] = {
     "AsyncConversation": "._conversation",
     "Conversation": "._conversation",
     "ConversationState": "._conversation",
+    "ConversationLimits": "._limits",
     "GenerationRequest": "._models",
     "GenerationResponse": "._models",
     "ProviderOptions": "._models",
@@ -122,6 +124,7 @@ __all__ = [
     "ConfigurationError",
     "ContentPolicyError",
     "Conversation",
+    "ConversationLimits",
     "ConversationState",
     "DefaultAsyncHttpxClient",
     "DefaultHttpxClient",

@@ -25,6 +25,7 @@ from ._conversation import AsyncConversation, Conversation, ConversationState
 from ._core import Engine, as_request
 from ._errors import ConfigurationError, GenerationError
 from ._http import HttpRequest
+from ._limits import ConversationLimits
 from ._log_scrub import protect_key
 from ._models import MAX_SEED, GenerationRequest, GenerationResponse, Turn
 from ._ratelimit import RateLimit
@@ -63,7 +64,8 @@ class ClientOptions(TypedDict, total=False):
     or the provider's endpoint; `model` the provider's default; `timeout=120.0` (seconds
     per attempt, or an `httpx.Timeout`); `max_retries=None` (2, through the default
     `RetryPolicy`); `retry=None`; `allow_insecure_http=False`; `max_response_bytes` 64 MiB;
-    `rate_limit=None`, `circuit_breaker=None`, `max_concurrency=None` (no limits).
+    `rate_limit=None`, `circuit_breaker=None`, `max_concurrency=None` (no limits);
+    `conversation_limits=None` (`ConversationLimits()`: caps that fit every provider).
     docs/configuration.md says what each does. Use it to type a factory of your own:
     `def make_client(**options: Unpack[aigen.ClientOptions]) -> aigen.Client`.
     """
@@ -80,6 +82,7 @@ class ClientOptions(TypedDict, total=False):
     rate_limit: RateLimit | None
     circuit_breaker: CircuitBreaker | None
     max_concurrency: int | None
+    conversation_limits: ConversationLimits | None
 
 
 class SystemClock:
@@ -162,6 +165,7 @@ class BaseClient(Generic[ConversationT]):
         rate_limit: RateLimit | None = None,
         circuit_breaker: CircuitBreaker | None = None,
         max_concurrency: int | None = None,
+        conversation_limits: ConversationLimits | None = None,
     ) -> None:
         settings = resolve_settings(
             provider=provider,
@@ -175,6 +179,7 @@ class BaseClient(Generic[ConversationT]):
             rate_limit=rate_limit,
             circuit_breaker=circuit_breaker,
             max_concurrency=max_concurrency,
+            conversation_limits=conversation_limits,
         )
         self._engine = Engine(
             settings, clock=SystemClock(), jitter=random.random, pick_seed=_pick_seed
@@ -293,6 +298,11 @@ class BaseClient(Generic[ConversationT]):
             "rules_preamble": rules_preamble,
         }
         state.update({key: value for key, value in explicit.items() if value is not None})
+        limits = self._engine.settings.conversation_limits
+        history_given = state.get("history")
+        if isinstance(history_given, list):
+            limits.check_turn_count(len(history_given))  # before any turn is read
         chat: ConversationT = self._conversation_class.model_validate(state)
+        limits.check_history(chat.history)
         chat._client = self  # type: ignore[assignment]  # each client matches its class
         return chat

@@ -18,6 +18,7 @@ from ._constants import (
     ENV_PROVIDER,
 )
 from ._errors import ConfigurationError
+from ._limits import DEFAULT_LIMITS, ConversationLimits
 from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
 from .providers import BUILTIN_PROVIDERS, AnyProvider, MultiStepProvider, Provider, builtin_provider
@@ -45,6 +46,7 @@ class Settings:
     rate_limit: RateLimit | None = None
     circuit_breaker: CircuitBreaker | None = None
     max_concurrency: int | None = None
+    conversation_limits: ConversationLimits = DEFAULT_LIMITS
 
 
 def resolve_settings(
@@ -60,6 +62,7 @@ def resolve_settings(
     rate_limit: RateLimit | None = None,
     circuit_breaker: CircuitBreaker | None = None,
     max_concurrency: int | None = None,
+    conversation_limits: ConversationLimits | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Apply the precedence in SPEC: keyword, then environment, then the provider's default."""
@@ -74,6 +77,7 @@ def resolve_settings(
         rate_limit=rate_limit,
         circuit_breaker=circuit_breaker,
         max_concurrency=max_concurrency,
+        conversation_limits=conversation_limits,
     )
     env = os.environ if environ is None else environ
     resolved = _resolve_provider(provider, env)
@@ -109,6 +113,7 @@ def resolve_settings(
         rate_limit=rate_limit,
         circuit_breaker=circuit_breaker,
         max_concurrency=max_concurrency,
+        conversation_limits=conversation_limits or DEFAULT_LIMITS,
     )
 
 
@@ -145,6 +150,7 @@ def _check_types(
     rate_limit: object,
     circuit_breaker: object,
     max_concurrency: object,
+    conversation_limits: object = None,
 ) -> None:
     """Refuse a keyword of the wrong type now, naming it, rather than fail on each call."""
 
@@ -175,6 +181,12 @@ def _check_types(
         ("retry", retry, RetryPolicy, "RetryPolicy(max_retries=3)"),
         ("rate_limit", rate_limit, RateLimit, "RateLimit(requests_per_minute=60)"),
         ("circuit_breaker", circuit_breaker, CircuitBreaker, "CircuitBreaker()"),
+        (
+            "conversation_limits",
+            conversation_limits,
+            ConversationLimits,
+            "ConversationLimits(max_turns=200)",
+        ),
     )
     for name, value, cls, example in protections:
         if value is not None and not isinstance(value, cls):

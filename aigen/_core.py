@@ -63,6 +63,7 @@ class Engine:
     ) -> GenerationCall:
         """Validate the request and prepare its HTTP request; nothing is sent yet."""
         request = as_request(request, fields)
+        self.settings.conversation_limits.check_request(request)
         provider = self.settings.provider
         seed = None
         if provider.takes_seed:
