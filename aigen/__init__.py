@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._client import ClientOptions
     from ._conversation import AsyncConversation, Conversation, ConversationState
     from ._hooks import AttemptEvent, ErrorEvent, Hooks, ResponseEvent
+    from ._limits import ConversationLimits
     from ._memory_store import MemoryStore
     from ._models import (
         GenerationRequest,
@@ -67,6 +68,7 @@ _LAZY: dict[str, str] = {
     "ResponseEvent": "._hooks",
     "Conversation": "._conversation",
     "ConversationState": "._conversation",
+    "ConversationLimits": "._limits",
     "GenerationRequest": "._models",
     "GenerationResponse": "._models",
     "ProviderOptions": "._models",
@@ -128,6 +130,7 @@ __all__ = [
     "ConfigurationError",
     "ContentPolicyError",
     "Conversation",
+    "ConversationLimits",
     "ConversationState",
     "DefaultAsyncHttpxClient",
     "DefaultHttpxClient",

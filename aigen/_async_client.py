@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import sys
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -54,6 +55,8 @@ class AsyncClient(BaseClient[AsyncConversation]):
         )
         self._closed = False
         self._used = False  # whether a loop has used the client yet
+        self._pid = os.getpid()
+        self._forsaken: list[object] = []  # what was inherited through os.fork()
 
     async def generate(
         self, request: GenerationRequest | str, /, **fields: Unpack[GenerationFields]
@@ -104,6 +107,8 @@ class AsyncClient(BaseClient[AsyncConversation]):
         """What this event loop's calls use: its own pool (for aigen's pool) and slots."""
         if self._closed or (self._http.is_closed and not self._owns_http_client):
             raise self._closed_error()
+        if os.getpid() != self._pid:
+            self._after_fork()
         loop = asyncio.get_running_loop()
         part = self._loops.get(loop)
         if part is None:
@@ -121,6 +126,20 @@ class AsyncClient(BaseClient[AsyncConversation]):
             if self._owns_http_client:
                 part.close_with_loop()
         return part
+
+    def _after_fork(self) -> None:
+        """In a child of `os.fork()`, forget every loop's pool and slots: their kept-alive
+        sockets are the parent's too (see `Client._check_fork`). Nothing inherited is
+        closed (that would shut the parent's TLS sessions down) or left to be collected."""
+        self._pid = os.getpid()
+        parts = list(self._loops.values())
+        for part in parts:
+            part.forsaken = True  # its loop's shutdown, if the child runs it, leaves it be
+        self._forsaken += [self._http, *parts]
+        self._loops = weakref.WeakKeyDictionary()
+        if self._owns_http_client:
+            self._http = DefaultAsyncHttpxClient(timeout=self._timeout)
+            self._used = False  # the new pool is the first loop's, as in a fresh client
 
     # -- the driver ------------------------------------------------------------------------
 
@@ -261,12 +280,13 @@ class _LoopPart:
         self.http = http
         self.slots = slots
         self.first = first  # the loop the client was first used on
+        self.forsaken = False  # inherited through os.fork(): never to be closed here
         self._guard: AsyncGenerator[None, None] | None = None
 
     def close_with_loop(self) -> None:
         """Close the pool as the loop shuts down: an async generator left open is closed
         by the loop then (asyncio.run, pytest-asyncio), while it can still close sockets."""
-        self._guard = _close_at_loop_end(self.http)
+        self._guard = _close_at_loop_end(self)
         with contextlib.suppress(StopIteration):  # the generator is at its yield
             self._guard.asend(None).send(None)
 
@@ -304,12 +324,14 @@ class _Run:
         await self.aclose()
 
 
-async def _close_at_loop_end(http: httpx.AsyncClient) -> AsyncGenerator[None, None]:
-    """Never finishes on its own; closing it (as a loop shutting down does) closes `http`."""
+async def _close_at_loop_end(part: _LoopPart) -> AsyncGenerator[None, None]:
+    """Never finishes on its own; closing it (as a loop shutting down does) closes the
+    part's pool, unless the part was inherited through os.fork()."""
     try:
         yield
     finally:
-        await http.aclose()
+        if not part.forsaken:
+            await part.http.aclose()
 
 
 async def _nothing() -> AsyncIterator[bytes]:

@@ -27,7 +27,7 @@ from ._http import HttpRequest, HttpResponse
 from ._images import image_size, sniff_mime_type
 from ._models import GenerationRequest, GenerationResponse
 from ._ratelimit import RateLimiter
-from ._redact import redact_bytes, redact_value
+from ._redact import redact_bytes, redact_value, scrub_chain
 from ._retry import RetryEvent, parse_retry_after_headers
 from .providers import ErrorContext, Provider, ProviderAnswer
 from .providers._steps import ProviderFlow
@@ -155,6 +155,8 @@ class GenerationCall:
     def failed_exchange(self, failure: TransportFailure) -> GenerationError:
         """The error for an exchange that failed below HTTP."""
         cause = failure.cause
+        # Raised `from cause`: httpx's error holds the request sent, key header included.
+        scrub_chain(cause, self.settings.api_key, include_self=True)
         name = self.settings.provider.name
         if failure.kind == "timeout":
             return self.stamp(
@@ -193,6 +195,7 @@ class GenerationCall:
         for name, value in vars(error).items():  # message, body, details, reason, ...
             setattr(error, name, redact_value(value, key))
         error.args = (error.message,)
+        scrub_chain(error, key)  # what it was raised from, or while handling
         return error
 
     def _api_error(self, response: HttpResponse) -> GenerationError:

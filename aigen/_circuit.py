@@ -40,8 +40,8 @@ class CircuitBreaker(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
-    failure_threshold: int = Field(default=5, ge=1)
-    reset_timeout: float = Field(default=30.0, gt=0)
+    failure_threshold: int = Field(default=5, ge=1, strict=True)
+    reset_timeout: float = Field(default=30.0, gt=0, strict=True, allow_inf_nan=False)
     store: CircuitStore | None = Field(default=None, repr=False)
 
 

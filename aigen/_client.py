@@ -8,10 +8,11 @@ provider it talks to.
 
 from __future__ import annotations
 
+import math
 import random
 import time as _time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypedDict, TypeVar
+from typing import Generic, TypedDict, TypeVar, cast
 
 import httpx
 
@@ -25,6 +26,8 @@ from ._core import Engine, as_request
 from ._errors import ConfigurationError, GenerationError
 from ._hooks import Hooks
 from ._http import HttpRequest
+from ._limits import ConversationLimits
+from ._log_scrub import protect_key
 from ._models import MAX_SEED, GenerationRequest, GenerationResponse, Turn
 from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
@@ -64,6 +67,7 @@ class ClientOptions(TypedDict, total=False):
     `RetryPolicy`); `retry=None`; `allow_insecure_http=False`; `max_response_bytes` 64 MiB;
     `rate_limit=None`, `circuit_breaker=None`, `max_concurrency=None` (no limits);
     `hooks=None` (an `aigen.Hooks`: your callables, told of each attempt, retry and outcome).
+    `conversation_limits=None` (`ConversationLimits()`: caps that fit every provider).
     docs/configuration.md says what each does. Use it to type a factory of your own:
     `def make_client(**options: Unpack[aigen.ClientOptions]) -> aigen.Client`.
     """
@@ -81,6 +85,7 @@ class ClientOptions(TypedDict, total=False):
     circuit_breaker: CircuitBreaker | None
     max_concurrency: int | None
     hooks: Hooks | None
+    conversation_limits: ConversationLimits | None
 
 
 class SystemClock:
@@ -106,6 +111,43 @@ def _pick_seed() -> int:
     return random.getrandbits(MAX_SEED.bit_length())
 
 
+_TIMEOUT_HELP = (
+    "pass seconds per attempt as a positive, finite number (e.g. timeout=120.0), or an "
+    "httpx.Timeout whose parts are such numbers (or None for no limit on that part)"
+)
+
+
+def _checked_timeout(timeout: object) -> httpx.Timeout:
+    """`timeout` as an `httpx.Timeout`, refused now if any part is not a positive, finite
+    number of seconds: 0 would fail every attempt as a "connection error", and a negative,
+    nan or inf one would raise a bare ValueError or OverflowError at the first call."""
+    if isinstance(timeout, httpx.Timeout):
+        parts = {
+            "connect": timeout.connect,
+            "read": timeout.read,
+            "write": timeout.write,
+            "pool": timeout.pool,
+        }
+        for name, value in parts.items():
+            if value is not None:
+                _check_seconds(f"timeout.{name}", value)
+        return timeout
+    if timeout is None:  # as in httpx: no limit (the deadline, if any, still holds)
+        return httpx.Timeout(None)
+    _check_seconds("timeout", timeout)
+    return httpx.Timeout(cast(float, timeout))
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(
+            f"{name}={value!r} is a {type(value).__name__}, not a number of seconds: "
+            + _TIMEOUT_HELP
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{name}={value!r} is not a usable timeout: {_TIMEOUT_HELP}")
+
+
 class BaseClient(Generic[ConversationT]):
     """What both clients share: settings, engine, timeouts, repr, conversations."""
 
@@ -127,6 +169,7 @@ class BaseClient(Generic[ConversationT]):
         circuit_breaker: CircuitBreaker | None = None,
         max_concurrency: int | None = None,
         hooks: Hooks | None = None,
+        conversation_limits: ConversationLimits | None = None,
     ) -> None:
         settings = resolve_settings(
             provider=provider,
@@ -140,6 +183,7 @@ class BaseClient(Generic[ConversationT]):
             rate_limit=rate_limit,
             circuit_breaker=circuit_breaker,
             max_concurrency=max_concurrency,
+            conversation_limits=conversation_limits,
         )
         if hooks is not None and not isinstance(hooks, Hooks):
             raise ConfigurationError(
@@ -150,7 +194,8 @@ class BaseClient(Generic[ConversationT]):
             settings, clock=SystemClock(), jitter=random.random, pick_seed=_pick_seed, hooks=hooks
         )
         self._urls: dict[str, httpx.URL] = {}
-        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._timeout = _checked_timeout(timeout)
+        protect_key(self, settings.api_key)  # out of httpx's and httpcore's log records
 
     @property
     def provider(self) -> AnyProvider:
@@ -262,6 +307,11 @@ class BaseClient(Generic[ConversationT]):
             "rules_preamble": rules_preamble,
         }
         state.update({key: value for key, value in explicit.items() if value is not None})
+        limits = self._engine.settings.conversation_limits
+        history_given = state.get("history")
+        if isinstance(history_given, list):
+            limits.check_turn_count(len(history_given))  # before any turn is read
         chat: ConversationT = self._conversation_class.model_validate(state)
+        limits.check_history(chat.history)
         chat._client = self  # type: ignore[assignment]  # each client matches its class
         return chat

@@ -8,12 +8,15 @@ attribute, never serialized, so a stored conversation never holds the key.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from typing_extensions import Self
 
 from ._errors import ConfigurationError
-from ._models import GenerationRequest, GenerationResponse, ProviderOptions, Turn
+from ._limits import DEFAULT_LIMITS, ConversationLimits
+from ._models import GenerationRequest, GenerationResponse, ProviderOptions, Turn, WholeNumber
 
 __all__ = ["AsyncConversation", "Conversation", "ConversationState"]
 
@@ -32,11 +35,28 @@ class ConversationState(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     history: list[Turn] = Field(default_factory=list)
-    width: int | None = None
-    height: int | None = None
+    width: WholeNumber | None = None
+    height: WholeNumber | None = None
     model: str | None = None
-    seed: int | None = None
-    rules_preamble: bool = True
+    seed: WholeNumber | None = None
+    rules_preamble: bool = Field(default=True, strict=True)
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        """A stored conversation read back, refused cheaply when it is over the limits:
+        one too long is not parsed at all, and one with too many turns is refused before
+        any turn is validated. `context={"conversation_limits": ConversationLimits(...)}`
+        sets the limits (the defaults otherwise)."""
+        limits = _limits_in(kwargs.get("context"))
+        limits.check_json_size(len(json_data))
+        try:
+            data = pydantic_core.from_json(json_data)  # parsed once, in Rust; not validated
+        except ValueError:  # not JSON: pydantic's own ValidationError says where
+            return super().model_validate_json(json_data, **kwargs)
+        history = data.get("history") if isinstance(data, dict) else None
+        if isinstance(history, list):
+            limits.check_turn_count(len(history))
+        return cls.model_validate(data, **kwargs)
 
     def _request(
         self, prompt: str, input_image: bytes | None, options: ProviderOptions | None
@@ -109,6 +129,15 @@ class AsyncConversation(ConversationState):
         response = await self._client.generate(request)
         self._record(request, response)
         return response
+
+
+def _limits_in(context: object) -> ConversationLimits:
+    """The limits a validation context names, else the defaults."""
+    if isinstance(context, dict):
+        limits = context.get("conversation_limits")
+        if isinstance(limits, ConversationLimits):
+            return limits
+    return DEFAULT_LIMITS
 
 
 _UNBOUND = (

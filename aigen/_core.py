@@ -17,7 +17,7 @@ from typing import cast
 from ._call import GenerationCall
 from ._circuit import Breaker
 from ._clock import Clock
-from ._config import Settings
+from ._config import Settings, check_model_name
 from ._hooks import Hooks
 from ._models import GenerationRequest
 from ._ratelimit import RateLimiter
@@ -66,11 +66,16 @@ class Engine:
     ) -> GenerationCall:
         """Validate the request and prepare its HTTP request; nothing is sent yet."""
         request = as_request(request, fields)
+        self.settings.conversation_limits.check_request(request)
         provider = self.settings.provider
         seed = None
         if provider.takes_seed:
             seed = request.seed if request.seed is not None else self._pick_seed()
-        model = request.model or self.settings.model
+        model = (
+            self.settings.model
+            if request.model is None
+            else check_model_name(request.model, "model")
+        )
         context = RequestContext(
             model=model, seed=seed, base_url=self.settings.base_url, api_key=self.settings.api_key
         )

@@ -10,7 +10,7 @@ AigenError
     │   ├── NotFoundError         404 (unknown or retired model)
     │   ├── RateLimitError        429; .retry_after (seconds, or None)
     │   │   └── QuotaExceededError  429 that waiting will not fix; never retried
-    │   └── ServerError           5xx
+    │   └── ServerError           5xx (500-599; any other unknown status is a plain APIError)
     ├── ContentPolicyError        .reason, .stage ("prompt" or "output"), .categories
     ├── NoImageError              the model answered without an image; .text
     ├── APIConnectionError

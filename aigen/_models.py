@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     SerializeAsAny,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Turn",
     "TurnPart",
     "Usage",
+    "WholeNumber",
 ]
 
 # Gemini's `generationConfig.seed` is an int32; a seed that fits it fits every provider.
@@ -57,6 +59,22 @@ def _decode_base64_text(value: object) -> object:
         raise ValueError(
             "expected bytes or base64 text, got a string that is not valid base64"
         ) from None
+
+
+def _whole_number(value: object, info: ValidationInfo) -> object:
+    """Refuse a bool or a string where a number is wanted: `True` is 1 to Python and "512"
+    is text, but neither is what a user meant by `width=`; coercing would hide the bug."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    name = info.field_name or "this field"
+    raise ValueError(
+        f"{name} takes a whole number (an int, e.g. {name}=512), not {value!r} "
+        f"(a {type(value).__name__}): pass int(...) of it yourself, or leave it out"
+    )
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+"""An `int` that is never a bool, a float or text (no silent coercion)."""
 
 
 def _encode_base64(value: bytes) -> str:
@@ -176,13 +194,13 @@ class GenerationRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     prompt: str
-    width: int | None = Field(default=None, gt=0, le=MAX_SIDE)
-    height: int | None = Field(default=None, gt=0, le=MAX_SIDE)
+    width: WholeNumber | None = Field(default=None, gt=0, le=MAX_SIDE)
+    height: WholeNumber | None = Field(default=None, gt=0, le=MAX_SIDE)
     model: str | None = None
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    seed: WholeNumber | None = Field(default=None, ge=0, le=MAX_SEED)
     input_image: Base64Bytes | None = Field(default=None, repr=False)
     conversation_history: list[Turn] = Field(default_factory=list)
-    rules_preamble: bool = True
+    rules_preamble: bool = Field(default=True, strict=True)
     options: SerializeAsAny[ProviderOptions] | None = None
 
     @field_validator("prompt")

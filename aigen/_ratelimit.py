@@ -45,9 +45,9 @@ class RateLimit(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
-    requests_per_minute: float = Field(gt=0)
-    burst: int = Field(default=1, ge=1)
-    adaptive: bool = True
+    requests_per_minute: float = Field(gt=0, strict=True, allow_inf_nan=False)
+    burst: int = Field(default=1, ge=1, strict=True)
+    adaptive: bool = Field(default=True, strict=True)
     store: RateLimitStore | None = Field(default=None, repr=False)
 
 

@@ -54,11 +54,13 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0)
-    initial_delay: float = Field(default=DEFAULT_INITIAL_DELAY, ge=0)
-    max_delay: float = Field(default=DEFAULT_MAX_DELAY, ge=0)
-    max_retry_after: float = Field(default=DEFAULT_MAX_RETRY_AFTER, ge=0)
-    deadline: float | None = Field(default=None, gt=0)
+    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, strict=True)
+    initial_delay: float = Field(
+        default=DEFAULT_INITIAL_DELAY, ge=0, strict=True, allow_inf_nan=False
+    )
+    max_delay: float = Field(default=DEFAULT_MAX_DELAY, ge=0, strict=True, allow_inf_nan=False)
+    max_retry_after: float = Field(default=DEFAULT_MAX_RETRY_AFTER, ge=0, strict=True)
+    deadline: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
 
 
 def parse_retry_after_headers(headers: Mapping[str, str], now: float) -> float | None:

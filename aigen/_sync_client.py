@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -55,6 +56,25 @@ class Client(BaseClient[Conversation]):
         self._http = http_client or DefaultHttpxClient(timeout=self._timeout)
         limit = self._engine.settings.max_concurrency
         self._slots = threading.BoundedSemaphore(limit) if limit else None
+        self._pid = os.getpid()
+        self._forsaken: list[httpx.Client] = []  # pools inherited through os.fork()
+
+    def _check_fork(self) -> None:
+        """In a child of `os.fork()` (gunicorn --preload, Celery prefork), start afresh: the
+        kept-alive sockets inherited from the parent are the parent's too, and two processes
+        reading one socket get each other's answers. As redis-py's ConnectionPool does."""
+        pid = os.getpid()
+        if pid == self._pid:
+            return
+        self._pid = pid
+        if self._owns_http_client:
+            # Never closed here: closing would shut the parent's TLS sessions down. It is
+            # kept, unused, so that collecting it cannot touch those sockets either.
+            self._forsaken.append(self._http)
+            self._http = DefaultHttpxClient(timeout=self._timeout)
+        limit = self._engine.settings.max_concurrency
+        # A slot taken by a parent's thread at the fork would never be given back here.
+        self._slots = threading.BoundedSemaphore(limit) if limit else None
 
     def generate(
         self, request: GenerationRequest | str, /, **fields: Unpack[GenerationFields]
@@ -64,6 +84,7 @@ class Client(BaseClient[Conversation]):
         Takes a `GenerationRequest`, or a prompt plus any of its fields as keywords.
         Raises a `GenerationError` subclass when the call fails for good.
         """
+        self._check_fork()
         if self._http.is_closed:
             raise self._closed_error()
         return self._run(generation_flow(self._engine.start(request, fields)))

@@ -234,3 +234,16 @@ def test_a_short_placeholder_key_does_not_garble_messages(
         client_for(make_client, kit, api_key="k", max_retries=0).generate("x")
     assert "not known" in str(caught.value)
     assert kit.base_url in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [999, 600, 499, 302])
+def test_an_unknown_status_is_an_api_error_not_a_server_error(
+    make_client: Any, kit: Any, api: Any, status: int
+) -> None:
+    """Only 500-599 is a server's own trouble; 999 is a status nobody defined."""
+    api.mock(return_value=kit.server_error(status))
+    with pytest.raises(aigen.APIError) as caught:
+        client_for(make_client, kit).generate("x")
+    assert type(caught.value) is aigen.APIError
+    assert caught.value.status_code == status
+    assert (caught.value.attempts, api.call_count) == (1, 1)

@@ -359,3 +359,204 @@ def test_context_manager_closes_on_error(client_kind: str, router: Any) -> None:
         with pytest.raises(aigen.AuthenticationError):
             asyncio.run(main())
         assert made[0]._http.is_closed
+
+
+# -- keywords of the wrong type (issue 11) --------------------------------------------------
+
+WRONG_TYPES = [
+    ("circuit_breaker", False, "CircuitBreaker"),
+    ("circuit_breaker", {"failure_threshold": 3}, "CircuitBreaker"),
+    ("rate_limit", 60, "RateLimit"),
+    ("retry", 2, "RetryPolicy"),
+    ("max_retries", "3", "whole number"),
+    ("max_retries", True, "whole number"),
+    ("max_retries", 2.0, "whole number"),
+    ("max_concurrency", "4", "whole number"),
+    ("max_concurrency", True, "whole number"),
+    ("max_response_bytes", "64MB", "number of bytes"),
+    ("max_response_bytes", True, "number of bytes"),
+    ("max_response_bytes", 1e6, "number of bytes"),
+    ("allow_insecure_http", "yes", "True or False"),
+    ("allow_insecure_http", 1, "True or False"),
+    ("model", 3, "string"),
+    ("base_url", b"https://gw", "string"),
+]
+
+
+@pytest.mark.parametrize(("keyword", "value", "wanted"), WRONG_TYPES)
+def test_a_keyword_of_the_wrong_type_is_refused_at_construction(
+    client_kind: str, keyword: str, value: object, wanted: str
+) -> None:
+    with pytest.raises(aigen.ConfigurationError) as caught:
+        client_class(client_kind)(api_key=API_KEY, **{keyword: value})
+    message = str(caught.value)
+    assert f"{keyword}=" in message
+    assert wanted in message
+
+
+def test_an_api_key_of_the_wrong_type_is_refused_without_showing_it(client_kind: str) -> None:
+    with pytest.raises(aigen.ConfigurationError, match="api_key") as caught:
+        client_class(client_kind)(api_key=b"sk-secret-bytes-key-1234")  # type: ignore[arg-type]
+    assert "secret" not in str(caught.value)
+
+
+BAD_TIMEOUTS = [
+    0,
+    0.0,
+    -1,
+    float("nan"),
+    float("inf"),
+    "30",
+    True,
+    httpx.Timeout(0),
+    httpx.Timeout(10.0, read=-1.0),
+    httpx.Timeout(10.0, connect=float("nan")),
+    httpx.Timeout(10.0, pool=float("inf")),
+]
+
+
+@pytest.mark.parametrize("timeout", BAD_TIMEOUTS, ids=repr)
+def test_an_unusable_timeout_is_refused_at_construction(client_kind: str, timeout: object) -> None:
+    with pytest.raises(aigen.ConfigurationError, match="timeout") as caught:
+        client_class(client_kind)(api_key=API_KEY, timeout=timeout)  # type: ignore[arg-type]
+    assert "positive, finite number" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "timeout", [5, 0.5, httpx.Timeout(10.0, read=None), httpx.Timeout(None), None], ids=repr
+)
+def test_a_usable_timeout_is_taken(make_client: Any, router: Any, timeout: object) -> None:
+    make_client(timeout=timeout).generate("A fox")
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: aigen.RetryPolicy(max_retries=True), "max_retries"),
+        (lambda: aigen.RetryPolicy(max_retries="3"), "max_retries"),
+        (lambda: aigen.RetryPolicy(initial_delay="1"), "initial_delay"),
+        (lambda: aigen.RetryPolicy(deadline=float("nan")), "deadline"),
+        (lambda: aigen.RetryPolicy(max_delay=float("inf")), "max_delay"),
+        (lambda: aigen.RateLimit(requests_per_minute="60"), "requests_per_minute"),
+        (lambda: aigen.RateLimit(requests_per_minute=60, burst=True), "burst"),
+        (lambda: aigen.CircuitBreaker(failure_threshold=True), "failure_threshold"),
+        (lambda: aigen.CircuitBreaker(reset_timeout="30"), "reset_timeout"),
+    ],
+)
+def test_protection_settings_take_no_bools_or_text(build: Any, field: str) -> None:
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match=field):
+        build()
+
+
+def test_protection_settings_still_take_ints_for_floats() -> None:
+    assert aigen.RetryPolicy(initial_delay=1, deadline=30).deadline == 30
+    assert aigen.RateLimit(requests_per_minute=60).requests_per_minute == 60
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"width": True, "height": True},
+        {"width": "512", "height": 512},
+        {"seed": True},
+        {"width": 512.5, "height": 512},
+    ],
+    ids=repr,
+)
+def test_generate_refuses_bools_and_text_for_numbers_before_sending(
+    make_client: Any, router: Any, fields: dict[str, object]
+) -> None:
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="whole number"):
+        make_client().generate("A fox", **fields)
+    assert not router.calls
+
+
+# -- a model name never moves the request (issue 11) ----------------------------------------
+
+GATEWAY = "https://gw/tenant-a/gemini"
+HOSTILE_MODELS = [
+    "../../../../tenant-b/admin?drop=1#",
+    "gemini-2.5-flash-image/../../admin",
+    "gemini?x=1",
+    "gemini#frag",
+    "gemini%2F..%2Fadmin",
+    "gemini image",
+    "gemini\n",
+    "..",
+    "models/gemini-2.5-flash-image",
+]
+
+
+@pytest.fixture
+def gateway() -> Any:
+    """Anything sent to the gateway host, answered 200 with an image (Gemini's or OpenAI's)."""
+    from .kits import KITS
+
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="gw").mock(
+            side_effect=lambda request: (
+                KITS["openai"] if "/images/" in request.url.path else KITS["gemini"]
+            ).success()
+        )
+        yield mock
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+@pytest.mark.parametrize("model", HOSTILE_MODELS, ids=repr)
+def test_a_hostile_client_model_is_refused_naming_the_allowed_characters(
+    client_kind: str, gateway: Any, provider: str, model: str
+) -> None:
+    with pytest.raises(aigen.ConfigurationError, match="letters, digits") as caught:
+        client_class(client_kind)(provider=provider, api_key=API_KEY, base_url=GATEWAY, model=model)
+    assert "model=" in str(caught.value)
+    assert not gateway.calls
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+@pytest.mark.parametrize("model", HOSTILE_MODELS, ids=repr)
+def test_a_hostile_request_model_is_refused_before_sending(
+    make_client: Any, gateway: Any, provider: str, model: str
+) -> None:
+    client = make_client(provider=provider, base_url=GATEWAY, max_retries=0)
+    with pytest.raises(aigen.ConfigurationError, match="letters, digits"):
+        client.generate("A fox", model=model)
+    with pytest.raises(aigen.ConfigurationError, match="letters, digits"):
+        client.conversation(model=model).send("A fox")
+    assert not gateway.calls
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+def test_every_request_stays_under_the_gateway_path(
+    make_client: Any, gateway: Any, provider: str
+) -> None:
+    models = {"gemini": "gemini-3-pro-image-preview", "openai": "ft:gpt-image-1:acme:v2@1"}
+    client = make_client(provider=provider, base_url=GATEWAY)
+    client.generate("A fox", model=models[provider])
+    url = gateway.calls.last.request.url
+    assert url.path.startswith("/tenant-a/gemini/")
+    assert (url.query, url.fragment) == (b"", "")
+
+
+@pytest.mark.parametrize("url", ["https://gw/tenant-a?x=1", "https://gw/tenant-a#top"])
+def test_a_base_url_with_a_query_or_fragment_is_refused(client_kind: str, url: str) -> None:
+    with pytest.raises(aigen.ConfigurationError, match="query or fragment"):
+        client_class(client_kind)(api_key=API_KEY, base_url=url)
+
+
+def test_the_gemini_provider_escapes_a_model_it_is_handed_directly() -> None:
+    """The clients refuse such names; a provider called on its own still keeps the path."""
+    from aigen.providers import RequestContext
+    from aigen.providers.gemini import GeminiProvider
+
+    context = RequestContext(
+        model="../../../../tenant-b/admin?drop=1#", seed=1, base_url=GATEWAY, api_key=API_KEY
+    )
+    built = GeminiProvider().build_request(aigen.GenerationRequest(prompt="x"), context)
+    url = httpx.URL(built.url)
+    assert url.path.startswith("/tenant-a/gemini/v1beta/models/")
+    assert url.path.endswith(":generateContent")
+    assert (url.query, url.fragment) == (b"", "")

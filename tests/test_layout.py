@@ -43,6 +43,7 @@ SANS_IO = sorted(
                 "_base64.py",
                 "_circuit.py",
                 "_ratelimit.py",
+                "_limits.py",
             )
         ),
         *(PACKAGE / "providers").glob("*.py"),

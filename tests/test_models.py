@@ -276,3 +276,27 @@ def test_turn_part_cannot_point_at_a_missing_main_image() -> None:
 def test_turn_parts_must_place_its_image() -> None:
     with pytest.raises(pydantic.ValidationError, match="main_image=True"):
         Turn(role="model", text="hi", image_data=png(), parts=(TurnPart(text="hi"),))
+
+
+# -- no bools, floats or text where a whole number is wanted (issue 11) ---------------------
+
+
+@pytest.mark.parametrize("field", ["width", "height", "seed"])
+@pytest.mark.parametrize("value", [True, False, "512", 512.0, b"512"], ids=repr)
+def test_whole_number_fields_are_strict(field: str, value: object) -> None:
+    sizes: dict[str, object] = {"width": 512, "height": 512}
+    with pytest.raises(pydantic.ValidationError) as caught:
+        GenerationRequest(prompt="x", **{**sizes, field: value})
+    message = str(caught.value)
+    assert field in message
+    assert "whole number" in message
+
+
+def test_rules_preamble_takes_a_bool_only() -> None:
+    with pytest.raises(pydantic.ValidationError, match="rules_preamble"):
+        GenerationRequest(prompt="x", rules_preamble="no")  # type: ignore[arg-type]
+
+
+def test_whole_numbers_still_round_trip_through_json() -> None:
+    request = GenerationRequest(prompt="x", width=640, height=480, seed=7)
+    assert GenerationRequest.model_validate_json(request.model_dump_json()) == request

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import pytest
 
+import aigen
 import aigen.testing
 from aigen import (
     AsyncClient,
@@ -146,6 +147,44 @@ def assert_clean_logs(records: list[logging.LogRecord]) -> None:
             assert PROMPT not in message, f"the prompt is in {record.levelname} {message!r}"
 
 
+def chain_of(error: BaseException) -> list[BaseException]:
+    """`error` and every exception reachable from it through `__cause__` and `__context__`
+    (shown or not), and through exceptions held in their args or attributes."""
+    found: list[BaseException] = []
+    pending = [error]
+    while pending:
+        exc = pending.pop()
+        if any(exc is seen for seen in found):
+            continue
+        found.append(exc)
+        held = [*exc.args, *vars(exc).values(), exc.__cause__, exc.__context__]
+        pending += [item for item in held if isinstance(item, BaseException)]
+    return found
+
+
+def carried_texts(exc: BaseException) -> list[str]:
+    """What an exception holds beyond its message: every attribute, and the headers, URL
+    and content of a request or response it carries (httpx's errors hold the request)."""
+    texts = [repr(exc.args), repr(vars(exc))]
+    for value in [*vars(exc).values(), *exc.args]:
+        texts.append(repr(value))
+        for name in ("headers", "url", "content"):
+            try:
+                part = getattr(value, name, None)
+            except Exception:  # a response body not read, say
+                continue
+            if part is not None:
+                texts.append(repr(part))
+                if name == "headers" and hasattr(part, "raw"):
+                    texts.append(repr(part.raw))
+                if hasattr(part, "items"):
+                    texts.append(repr(list(part.items())))
+    request = getattr(exc, "_request", None)
+    if request is not None:
+        texts.append(repr(list(request.headers.raw)))
+    return texts
+
+
 def object_texts(thing: object) -> list[str]:
     """The ways an object may be printed, logged or stored."""
     texts = [repr(thing), str(thing)]
@@ -154,6 +193,8 @@ def object_texts(thing: object) -> list[str]:
         texts.append(repr(vars(thing)))  # body, details, request_id, rate_limit, ...
         for name in ("body", "details", "message", "request_id", "text"):
             texts.append(repr(getattr(thing, name, None)))
+        for linked in chain_of(thing):  # shown or not: `__context__` of a `from None` too
+            texts += [repr(linked), str(linked), *carried_texts(linked)]
     if isinstance(thing, GenerationResponse):
         texts.append(thing.model_dump_json())
         texts.append(repr(thing.as_turn()))
@@ -248,6 +289,16 @@ PATHS = [
     Scenario("echo_in_html_error", lambda: error(401, f"<html>bad key {KEY}</html>".encode())),
     Scenario("echo_in_429", lambda: error(429, {"error": {"message": f"slow down, {KEY}"}})),
     Scenario("echo_in_200_not_json", lambda: Reply(200, f"<html>hello {KEY}</html>".encode())),
+    Scenario(
+        "echo_in_200_not_json_large",
+        lambda: Reply(200, (f"<html>{KEY}" + "x" * 100_000 + "</html>").encode()),
+    ),
+    Scenario("echo_in_200_header", lambda: success(headers={"x-echo-key": KEY})),
+    Scenario(
+        "echo_in_503_header",
+        lambda: Reply(503, {"error": {"code": 503}}, headers={"x-upstream-auth": f"Bearer {KEY}"}),
+    ),
+    Scenario("echo_in_429_header", lambda: Reply(429, {}, headers={"x-goog-api-key": KEY})),
     Scenario("connection_refused", None),
 ]
 
@@ -368,7 +419,7 @@ def test_the_key_stays_secret_on_every_path(
         assert fake.requests
         assert all(KEY in repr(dict(request.headers)) for request in fake.requests)
     generated = seen[1]
-    if path.name == "success":
+    if path.name in ("success", "echo_in_200_header"):
         assert all(isinstance(result, GenerationResponse) for result in seen[1:4])
     else:
         assert isinstance(generated, GenerationError), f"{path.name} did not fail: {generated!r}"
@@ -518,3 +569,51 @@ def test_a_mock_transport_answer_is_read(cls: type[Client | AsyncClient]) -> Non
                     await client.generate(PROMPT)
 
         asyncio.run(run())
+
+
+# -- the chain an error keeps, directly (issue 11) ------------------------------------------
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_cause_of_a_failed_exchange_holds_no_key(make_client: Any, provider: str) -> None:
+    """`err.__cause__.request.headers` is httpx's request as sent: its key header scrubbed."""
+    import respx
+
+    with respx.mock(assert_all_called=False) as router:
+        route = router.route().mock(side_effect=httpx.ConnectError("refused"))
+        client = make_client(provider=provider, api_key=KEY, max_retries=0)
+        with pytest.raises(aigen.APIConnectionError) as caught:
+            client.generate(PROMPT)
+    sent = route.calls.last.request
+    cause = caught.value.__cause__
+    assert isinstance(cause, httpx.ConnectError)
+    assert KEY not in repr(cause.request.headers)
+    assert KEY not in repr(list(cause.request.headers.raw))
+    assert KEY in repr(list(sent.headers.raw))  # it was sent with the key all the same
+    headers = cause.request.headers
+    assert "[redacted]" in headers.get("x-goog-api-key", "") + headers.get("authorization", "")
+
+
+def test_a_body_that_is_not_json_is_not_kept_in_the_chain(make_client: Any) -> None:
+    import respx
+
+    body = f"<html>{KEY}</html>".encode()
+    with respx.mock(assert_all_called=False) as router:
+        router.route().mock(return_value=httpx.Response(200, content=body))
+        client = make_client(provider="gemini", api_key=KEY, max_retries=0)
+        with pytest.raises(GenerationError) as caught:
+            client.generate(PROMPT)
+    assert caught.value.__context__ is None  # raised `from None`: cut, not only hidden
+    assert all(KEY not in text for text in object_texts(caught.value))
+
+
+def test_a_key_in_httpcores_debug_record_is_scrubbed(logs: list[logging.LogRecord]) -> None:
+    with (
+        fake_server("gemini", default=success(headers={"x-echo": KEY})) as fake,
+        Client(api_key=KEY, base_url=fake.base_url) as client,
+    ):
+        client.generate(PROMPT)
+    headers_records = [r for r in logs if "receive_response_headers.complete" in r.getMessage()]
+    assert headers_records
+    assert all("[redacted]" in record.getMessage() for record in headers_records)
+    assert_clean_logs(logs)

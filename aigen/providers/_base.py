@@ -184,9 +184,9 @@ def api_error_class(status_code: int) -> type[APIError]:
         return NotFoundError
     if status_code == 429:
         return RateLimitError
-    if status_code >= 500:
+    if 500 <= status_code <= 599:
         return ServerError
-    return APIError
+    return APIError  # anything else, 999 included, is a status nobody defined
 
 
 def json_body(value: object) -> bytes:

@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
@@ -160,7 +161,7 @@ class GeminiProvider:
             ]
         return HttpRequest(
             method="POST",
-            url=f"{context.base_url}/{API_VERSION}/models/{context.model}:generateContent",
+            url=f"{context.base_url}/{API_VERSION}/models/{_segment(context.model)}:generateContent",
             headers={"x-goog-api-key": context.api_key, "content-type": "application/json"},
             content=json_body(body),
         )
@@ -273,6 +274,12 @@ class GeminiProvider:
 
 
 # -- request helpers ---------------------------------------------------------------
+
+
+def _segment(model: str) -> str:
+    """`model` as one URL path segment: the clients accept only safe names, but a provider
+    may be called directly, so nothing in a name can move the request elsewhere."""
+    return quote(model, safe=":@")
 
 
 def _contents(request: GenerationRequest, model: str) -> list[dict[str, object]]:
