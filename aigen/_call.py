@@ -21,6 +21,7 @@ from ._body import BodyReader, too_large
 from ._circuit import Breaker
 from ._clock import Clock
 from ._config import Settings
+from ._constants import MAX_REPORTED_RETRY_AFTER
 from ._errors import APIConnectionError, APIError, APITimeoutError, GenerationError
 from ._hooks import AttemptEvent, Hooks
 from ._http import HttpRequest, HttpResponse
@@ -212,7 +213,8 @@ class GenerationCall:
                 for hint in (error.retry_after, header_hint)
                 if hint is not None and math.isfinite(hint) and hint >= 0
             ]
-            error.retry_after = max(hints) if hints else None
+            # A hint is reported capped: `Retry-After: 1e35` must not reach an app's header.
+            error.retry_after = min(max(hints), MAX_REPORTED_RETRY_AFTER) if hints else None
             if error.request_id is None:
                 error.request_id = response.headers.get("x-request-id")
             if response.headers.get("x-should-retry", "").strip().lower() == "false":

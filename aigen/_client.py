@@ -66,7 +66,7 @@ class ClientOptions(TypedDict, total=False):
     per attempt, or an `httpx.Timeout`); `max_retries=None` (2, through the default
     `RetryPolicy`); `retry=None`; `allow_insecure_http=False`; `max_response_bytes` 64 MiB;
     `rate_limit=None`, `circuit_breaker=None`, `max_concurrency=None` (no limits);
-    `hooks=None` (an `aigen.Hooks`: your callables, told of each attempt, retry and outcome).
+    `hooks=None` (an `aigen.Hooks`: your callables, told of each attempt, retry and outcome);
     `conversation_limits=None` (`ConversationLimits()`: caps that fit every provider).
     docs/configuration.md says what each does. Use it to type a factory of your own:
     `def make_client(**options: Unpack[aigen.ClientOptions]) -> aigen.Client`.

@@ -18,6 +18,9 @@ DEFAULT_INITIAL_DELAY = 1.0
 DEFAULT_MAX_DELAY = 30.0
 # A server asking for more than a minute is telling a web request to give up now.
 DEFAULT_MAX_RETRY_AFTER = 60.0
+# The longest wait an error reports in `retry_after`: a proxy's `Retry-After: 1e35` must
+# not end up in an app's own Retry-After header. A day still says "not today" truthfully.
+MAX_REPORTED_RETRY_AFTER = 86400.0
 # Up to 25% added to each backoff wait, so clients that failed together spread out,
 # while the documented 1 s, 2 s, 4 s stay the minimum.
 JITTER_FRACTION = 0.25

@@ -188,14 +188,19 @@ class RetryRules:
         return hint is None or hint <= self.policy.max_retry_after
 
     def wait(self, state: RetryCallState) -> float:
-        """tenacity `wait`: the server's hint when it gave one, else jittered backoff."""
+        """tenacity `wait`: the server's hint when it gave one, else jittered backoff.
+
+        A hint of zero (`Retry-After: 0`, a date already past, `retry-after-ms: 0`) waits the
+        backoff instead, as openai-python does: a proxy's zero would otherwise retry at once,
+        a hot loop against a service that is struggling. Waiting longer than a hint of zero
+        still never retries sooner than the server asked.
+        """
         hint = server_hint(_error_of(state))
-        if hint is not None:
-            return hint
         retry_number = state.attempt_number  # 1 after the first failed attempt
         base = self.policy.initial_delay * 2 ** (retry_number - 1)
         jittered: float = base * (1 + JITTER_FRACTION * _call_of(state).jitter())
-        return min(self.policy.max_delay, jittered)
+        backoff = min(self.policy.max_delay, jittered)
+        return backoff if hint is None or hint <= 0 else hint
 
     def should_stop(self, state: RetryCallState) -> bool:
         """tenacity `stop`: out of retries, or the next wait would end past the deadline."""

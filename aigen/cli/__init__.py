@@ -32,15 +32,17 @@ Command = Callable[[argparse.Namespace, Reporter], None]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 on success)."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, so its usage is the one printed
+        command_parser: argparse.ArgumentParser = args.command_parser
+        command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     mode: Mode = "json" if args.json else "quiet" if args.quiet else "human"
     reporter = Reporter(mode)
     command: Command = args.command
     try:
         command(args, reporter)
     except KeyboardInterrupt:
-        reporter.err.write("aigen: interrupted\n")
-        return INTERRUPTED
+        return reporter.interrupted(INTERRUPTED)
     except Exception as error:  # every error ends in one line and its own exit code
         return reporter.failed(error)
     return 0
@@ -70,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument(
         "--conversation", type=Path, help="also start a conversation saved to this JSON file"
     )
-    make.set_defaults(command=generate)
+    make.set_defaults(command=generate, command_parser=make)
 
     again = commands.add_parser(
         "refine", parents=[output], help="refine the last image of a saved conversation"
@@ -78,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("conversation", type=Path, help="the conversation JSON (created if absent)")
     again.add_argument("prompt", help="what to change")
     add_generation_arguments(again)
-    again.set_defaults(command=refine)
+    again.set_defaults(command=refine, command_parser=again)
 
     many = commands.add_parser(
         "batch", parents=[output], help="one image per line of a prompts file"
@@ -89,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     many.add_argument(
         "--concurrency", type=int, default=4, help="calls in flight at once (default 4)"
     )
-    many.set_defaults(command=batch)
+    many.set_defaults(command=batch, command_parser=many)
 
     serve = commands.add_parser(
         "serve-fake", parents=[output], help="run a fake Gemini or OpenAI API on 127.0.0.1"
@@ -104,13 +106,13 @@ def _parser() -> argparse.ArgumentParser:
         "429:SECONDS, blocked, blocked-output, text, malformed, drop, slow:SECONDS "
         "(default: always ok)",
     )
-    serve.set_defaults(command=_lazy("serve_fake"))
+    serve.set_defaults(command=_lazy("serve_fake"), command_parser=serve)
 
     demo = commands.add_parser(
         "demo", parents=[output], help="see aigen work: no key, no network needed"
     )
     demo.add_argument("--out-dir", type=Path, default=Path("aigen-demo"), help="where to write")
-    demo.set_defaults(command=_lazy("demo"))
+    demo.set_defaults(command=_lazy("demo"), command_parser=demo)
     return parser
 
 

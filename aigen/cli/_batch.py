@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import unicodedata
 from pathlib import Path
 from typing import TextIO
 
@@ -102,5 +103,8 @@ def _failure(error: GenerationError) -> dict[str, object]:
 
 
 def _slug(prompt: str) -> str:
-    words = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
+    """A file name's part from the prompt: its letters and digits in any script (accents
+    kept, "un café" is "un-café"), everything else a single dash."""
+    text = unicodedata.normalize("NFC", prompt.lower())
+    words = re.sub(r"[\W_]+", "-", text).strip("-")
     return words[:40].rstrip("-") or "image"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._conversation import ConversationState
-from .._models import GenerationResponse
+from .._models import GenerationRequest, GenerationResponse
 from .._sync_client import Client
 from ._report import Reporter
 
@@ -86,9 +86,14 @@ class _Wish:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> _Wish:
+        """The wish, checked before the environment is read: a bad `--size` or an empty
+        prompt is reported as such even when no key is set."""
         check_writable(args.output)
         width, height = args.size if args.size is not None else (None, None)
         image = args.input.read_bytes() if args.input is not None else None
+        GenerationRequest(
+            prompt=args.prompt, width=width, height=height, seed=args.seed, input_image=image
+        )
         return cls(width=width, height=height, seed=args.seed, input_image=image)
 
 

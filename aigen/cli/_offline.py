@@ -99,7 +99,12 @@ def demo(args: argparse.Namespace, reporter: Reporter) -> None:
     with testing.FakeGemini() as server:
         # The first call meets a rate limit with a 1 s hint, then an overloaded model.
         server.script(
-            testing.rate_limited(1.0, style="retry_after"),
+            testing.rate_limited(
+                1.0,
+                style="retry_after",
+                # A per-minute limit, which waiting fixes: not the "check your billing" one.
+                message="Too many requests: the rate limit for this model was reached.",
+            ),
             testing.overloaded(),
             testing.success(),
             testing.success(),

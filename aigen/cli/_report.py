@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,16 +27,21 @@ class Reporter:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.watcher = RetryWatcher()
+        self._call_time: float | None = None  # how long the last watched call ran
 
     @contextmanager
     def watching(self, label: str) -> Iterator[None]:
         """While a call runs, show a live status line on a terminal (the client's hooks
-        collect its retries: `self.watcher.hooks`)."""
-        if self.mode == "human":
-            with StatusLine(self.err, self.watcher, label):
+        collect its retries: `self.watcher.hooks`), and time it."""
+        started = time.monotonic()
+        try:
+            if self.mode == "human":
+                with StatusLine(self.err, self.watcher, label):
+                    yield
+            else:
                 yield
-        else:
-            yield
+        finally:
+            self._call_time = time.monotonic() - started
 
     def retries(self, response: GenerationResponse) -> list[SeenRetry]:
         """The retries that led to `response`."""
@@ -102,7 +108,7 @@ class Reporter:
 
     def failed(self, error: BaseException) -> int:
         """Report `error` in one line (or as JSON) and return the exit code for it."""
-        outcome = describe(error)
+        outcome = describe(error, self._call_time)
         if isinstance(error, BatchIncomplete) and self.mode == "json":
             return outcome.exit_code  # the batch's own document already lists each failure
         if self.mode == "json":
@@ -117,6 +123,21 @@ class Reporter:
         else:
             self.err.write(f"aigen: error: {outcome.message}\n")
         return outcome.exit_code
+
+    def interrupted(self, exit_code: int) -> int:
+        """Report a Ctrl-C: a line for people, a JSON document with `--json`."""
+        if self.mode == "json":
+            self.emit_json(
+                {
+                    "error": "KeyboardInterrupt",
+                    "message": "interrupted",
+                    "exit_code": exit_code,
+                    "generation_id": None,
+                }
+            )
+        else:
+            self.err.write("aigen: interrupted\n")
+        return exit_code
 
     def emit_json(self, payload: object) -> None:
         """One JSON document on the output stream."""

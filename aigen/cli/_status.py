@@ -168,11 +168,16 @@ class StatusLine(LiveLine):
 
 
 def terminal_columns(stream: TextIO) -> int:
-    """The width of the terminal `stream` is drawn on (stderr's, not stdout's)."""
+    """The width of the terminal `stream` is drawn on (stderr's, not stdout's).
+
+    A terminal that reports 0 columns (some CI consoles and serial lines do) is taken as
+    80 wide, as is one whose size cannot be read.
+    """
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, ValueError, OSError):
-        return shutil.get_terminal_size((80, 24)).columns
+        columns = shutil.get_terminal_size((80, 24)).columns
+    return columns if columns > 0 else 80
 
 
 def is_terminal(stream: TextIO) -> bool:

@@ -190,8 +190,13 @@ class GeminiProvider:
             )
         candidates = as_list(body.get("candidates"))
         if not candidates:
+            output_tokens = _usage(body.get("usageMetadata")).output_tokens
             raise GenerationError(
-                "gemini answered without candidates and without a block reason",
+                "gemini answered without candidates and without a block reason: the model "
+                "returned no candidates"
+                + (" and no output tokens" if not output_tokens else "")
+                + ", often a silent refusal of the prompt; rephrase it, or check it against "
+                "the provider's usage policy",
                 details=dict(body),
             )
         candidate = as_mapping(candidates[0])
@@ -216,9 +221,11 @@ class GeminiProvider:
             )
         answer = _read_parts(as_mapping(candidate.get("content")).get("parts"))
         if answer.image is None:
+            finish_message = str_or_none(candidate.get("finishMessage"))
+            said = [preview(t) for t in (finish_message, answer.text) if t]
             raise NoImageError(
                 f"gemini answered without an image (finish reason {finish_reason})"
-                + (f": {preview(answer.text)}" if answer.text else ""),
+                + (f": {'; '.join(said)}" if said else ""),
                 text=answer.text,
                 finish_reason=finish_reason,
                 request_id=request_id,
@@ -489,6 +496,12 @@ def _is_type(detail: Mapping[str, object], name: str) -> bool:
 def _quota_will_not_reset_soon(details: Sequence[Mapping[str, object]]) -> bool:
     """A per-day quota, or a quota of zero on this tier: waiting a minute will not help."""
     for detail in details:
+        if _is_type(detail, "ErrorInfo"):
+            # A tier whose limit is zero (free tier on a paid-only model) says so here,
+            # sometimes with no QuotaFailure at all.
+            metadata = as_mapping(detail.get("metadata"))
+            if str(metadata.get("quota_limit_value", "")).strip() == "0":
+                return True
         if not _is_type(detail, "QuotaFailure"):
             continue
         for raw in as_list(detail.get("violations")):

@@ -288,7 +288,7 @@ class OpenAIProvider:
             status == 400 and server_message and "safety system" in server_message
         ):
             return _content_policy_error(
-                error, code or "content_policy_violation", request_id, body
+                error, _safety_reason(code, server_message), request_id, body
             )
         message = server_message or (
             f"HTTP {status} with a body that is not an OpenAI error: {preview(str(body))}"
@@ -321,6 +321,21 @@ def _images_to_edit(request: GenerationRequest) -> list[tuple[bytes, str]]:
 
 def _extension(mime_type: str) -> str:
     return {"image/jpeg": "jpg", "image/webp": "webp"}.get(mime_type, "png")
+
+
+def _safety_reason(code: str | None, message: str | None) -> str:
+    """The refusal's own code; without one (`code: null`), what its message says it is.
+
+    The error's `type` (`invalid_request_error`) names no reason: gpt-image's message
+    ("rejected by the safety system ... safety_violations=[...]") is `moderation_blocked`,
+    any other safety refusal is `content_policy_violation`.
+    """
+    if code in SAFETY_CODES:
+        assert code is not None
+        return code
+    if message and _SAFETY_VIOLATIONS.search(message):
+        return "moderation_blocked"
+    return "content_policy_violation"
 
 
 def _content_policy_error(

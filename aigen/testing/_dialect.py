@@ -105,13 +105,26 @@ def picture(text: str, width: int, height: int, mime_type: str) -> bytes:
     return render_image(text, width, height, mime_type)
 
 
+# The most of a prompt a fake draws: more than fits on any image it makes (the drawing
+# ends in "..."), few enough that a 10 MB prompt costs the fake's thread nothing.
+MAX_SHOWN_PROMPT = 2000
+
+
 def shown_prompt(prompt: str) -> str:
-    """The user's own words in a prompt aigen composed: no rules preamble, no size line."""
+    """The user's own words in a prompt aigen composed: no rules preamble, no size line.
+
+    At most `MAX_SHOWN_PROMPT` characters, and always valid text: a lone surrogate (which
+    JSON can carry as `"\ud800"`) becomes `?` instead of crashing the drawing.
+    """
     if prompt.startswith(_PREAMBLE_START) and _PREAMBLE_END in prompt:
         text = prompt.partition(_PREAMBLE_END)[2]
     else:
         text = prompt.rpartition(_SIZE_LINE)[0] if _SIZE_LINE in prompt else prompt
-    return " ".join(text.split()) or "(no prompt)"
+    cut = len(text) > MAX_SHOWN_PROMPT * 2
+    text = " ".join(text[: MAX_SHOWN_PROMPT * 2].split())
+    if cut or len(text) > MAX_SHOWN_PROMPT:
+        text = text[:MAX_SHOWN_PROMPT] + "..."
+    return text.encode("utf-8", "replace").decode("utf-8") or "(no prompt)"
 
 
 def hint_headers(situation: Situation, now: float) -> dict[str, str]:

@@ -50,7 +50,11 @@ def _draw(text: str, width: int, height: int) -> list[bytes]:
     margin = scale * 2
     columns = max(1, (width - 2 * margin) // cell_w)
     max_lines = max(1, (height - 2 * margin) // cell_h)
-    lines = textwrap.wrap(" ".join(text.split()), columns) or [""]
+    # Only what can show is wrapped: a 10 MB prompt must not keep the fake's thread busy.
+    fits = columns * (max_lines + 1)
+    shown = " ".join(text[: fits * 2].split())
+    lines = textwrap.wrap(shown[:fits] if len(text) <= fits * 2 else shown[:fits] + " ...", columns)
+    lines = lines or [""]
     if len(lines) > max_lines:
         lines = lines[:max_lines]
         lines[-1] = lines[-1][: max(0, columns - 3)] + "..."
@@ -86,7 +90,7 @@ def _text_row(line: str, glyph_row: int, scale: int, background: bytes) -> bytes
 
 def _colour_of(text: str) -> bytes:
     """A mid-dark colour picked from the text, so white letters stay readable."""
-    digest = hashlib.sha256(text.encode()).digest()
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
     return bytes(40 + value % 120 for value in digest[:3])
 
 

@@ -35,8 +35,10 @@ class ClientOptions(TypedDict):
 class ScriptedAPI:
     """A scripted fake provider, without the transport: see `FakeServer` and `MockProvider`.
 
-    - `script(*outcomes)`: queue outcomes, played in order, one per valid request. An
-      outcome the provider cannot say (`text_only()` on OpenAI, say) raises `ValueError`.
+    - `script(*outcomes, replace=False)`: queue outcomes, played in order, one per valid
+      request (`replace=True` first drops those still queued). An outcome the provider
+      cannot say (`text_only()` on OpenAI, say) raises `ValueError`.
+    - `clear()`: no outcome queued, no request recorded, the default a success again.
     - `default`: what is played once the queue is empty (a `success()` unless changed).
     - `requests`: every request received so far, in order of arrival.
     - `api_key`: when set, the only key accepted; the dialect refuses any other its way.
@@ -106,12 +108,29 @@ class ScriptedAPI:
         self._refuse_unsayable(outcome)
         self._default = outcome
 
-    def script(self, *outcomes: Outcome) -> None:
-        """Queue outcomes for the next valid requests, in order."""
+    def script(self, *outcomes: Outcome, replace: bool = False) -> None:
+        """Queue outcomes for the next valid requests, in order.
+
+        Outcomes are added after any still queued; `replace=True` drops those first, so
+        the next requests play exactly `outcomes`.
+        """
         for outcome in outcomes:
             self._refuse_unsayable(outcome)
         with self._lock:
+            if replace:
+                self._queue.clear()
             self._queue.extend(outcomes)
+
+    def clear(self) -> None:
+        """Forget the script and the record: no outcome queued, no request seen, and the
+        `default` back to a `success()`. For a fake shared by several tests, between them.
+
+        (Not `reset`: `reset()` is the outcome that resets a connection.)
+        """
+        with self._lock:
+            self._queue.clear()
+            self._requests.clear()
+            self._default = success()
 
     @property
     def pending(self) -> int:

@@ -137,6 +137,14 @@ class FakeServer(ScriptedAPI):
         """`http://127.0.0.1:PORT` (only while running)."""
         return f"http://127.0.0.1:{self.port}"
 
+    def clear(self) -> None:
+        """Forget the script and the record (see `ScriptedAPI.clear`), and the counts of
+        `peak_in_flight` and `bytes_sent`. The server keeps running on its port."""
+        super().clear()
+        with self._lock:
+            self._peak_in_flight = max(0, self._in_flight)
+            self._bytes_sent = 0
+
     @property
     def peak_in_flight(self) -> int:
         """The most requests this server was answering at one time."""
