@@ -23,6 +23,7 @@ from ._errors import (
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    StoreUnavailableError,
 )
 from ._version import __version__
 
@@ -143,6 +144,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "ServerError",
+    "StoreUnavailableError",
     "Turn",
     "TurnPart",
     "Usage",
