@@ -175,6 +175,20 @@ class Runner:
         self._answered()
         return step.read(answer)
 
+    def close(self) -> None:
+        """Close the sync client's connections."""
+        if self.sync is not None:
+            self.sync.close()
+
+    async def aclose(self) -> None:
+        """Close the connections of the async client of the running event loop."""
+        if self.async_client is not None:
+            await self.async_client.aclose()
+            return
+        client = self._loop_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
     def _went_down(self, error: BaseException) -> None:
         with self._lock:
             self._down_until = time.monotonic() + RETRY_INTERVAL

@@ -146,6 +146,15 @@ class RedisStore:
             f"on_unavailable={self.on_unavailable!r})"
         )
 
+    def close(self) -> None:
+        """Close the sync client's connections (they reopen if the store is used again)."""
+        self._runner.close()
+
+    async def aclose(self) -> None:
+        """Close the connections this event loop opened (`AsyncClient` users: call it
+        before the loop ends, as you close the client)."""
+        await self._runner.aclose()
+
     def redis_key(self, key: str, kind: Literal["rl", "cb"]) -> str:
         """The Redis key of one bucket (`"rl"`) or one circuit (`"cb"`)."""
         # A brace would end the hash tag early and part a bucket's keys across slots.
@@ -305,3 +314,21 @@ class RedisStore:
     ) -> None:
         """`record`, awaited."""
         await self._runner.arun(self._record(key, now, outcome, probe, failure_threshold))
+
+    # -- inspection (as MemoryStore's), for tests and debugging ----------------------------
+
+    def rate(self, key: str) -> float | None:
+        """The current rate of one bucket in requests per minute, `None` if unknown."""
+        sync = self._runner.sync
+        if sync is None:
+            raise ConfigurationError("rate() needs the sync client")
+        rate = sync.hget(self.redis_key(key, "rl"), "rate")
+        return None if rate is None else float(rate)
+
+    def circuit_state(self, key: str) -> Literal["closed", "open", "half_open"]:
+        """The state of one breaker (as far as Redis knows, with no cool-down applied)."""
+        sync = self._runner.sync
+        if sync is None:
+            raise ConfigurationError("circuit_state() needs the sync client")
+        state = sync.hget(self.redis_key(key, "cb"), "state")
+        return "closed" if state is None else state.decode()  # type: ignore[no-any-return]
