@@ -31,6 +31,9 @@ T = TypeVar("T")
 OnUnavailable = Literal["local", "raise"]
 
 RETRY_INTERVAL = 1.0
+# Connections per event loop: a script takes well under a millisecond, so a few serve
+# hundreds of concurrent calls.
+ASYNC_CONNECTIONS = 16
 SCRIPTS = {
     "reserve": lua.RESERVE,
     "refund": lua.REFUND,
@@ -139,8 +142,16 @@ class Runner:
         if client is None:
             import redis.asyncio as redis_async
 
-            options = client_options(True, self.timeout)
-            client = self._loop_clients[loop] = redis_async.Redis.from_url(self.url, **options)
+            # A blocking pool: hundreds of tasks of one loop queue for a few connections
+            # (the default pool refuses the one past its limit: no outage, but it looks
+            # like one).
+            pool = redis_async.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=ASYNC_CONNECTIONS,
+                timeout=self.timeout,
+                **client_options(True, self.timeout),
+            )
+            client = self._loop_clients[loop] = redis_async.Redis(connection_pool=pool)
         return client
 
     def run(self, step: Step[T]) -> T:
@@ -176,18 +187,16 @@ class Runner:
         return step.read(answer)
 
     def close(self) -> None:
-        """Close the sync client's connections."""
-        if self.sync is not None:
+        """Close the sync client's connections, if aigen made it (`from_url`)."""
+        if self.url is not None and self.sync is not None:
             self.sync.close()
 
     async def aclose(self) -> None:
-        """Close the connections of the async client of the running event loop."""
-        if self.async_client is not None:
-            await self.async_client.aclose()
-            return
+        """Close the connections aigen opened for the running event loop."""
         client = self._loop_clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
-            await client.aclose()
+            # The pool was made here and given to the client, which then leaves it open.
+            await client.aclose(close_connection_pool=True)
 
     def _went_down(self, error: BaseException) -> None:
         with self._lock:

@@ -147,7 +147,8 @@ class RedisStore:
         )
 
     def close(self) -> None:
-        """Close the sync client's connections (they reopen if the store is used again)."""
+        """Close the connections aigen opened (they reopen if the store is used again);
+        clients you passed in are yours to close."""
         self._runner.close()
 
     async def aclose(self) -> None:
@@ -331,4 +332,4 @@ class RedisStore:
         if sync is None:
             raise ConfigurationError("circuit_state() needs the sync client")
         state = sync.hget(self.redis_key(key, "cb"), "state")
-        return "closed" if state is None else state.decode()  # type: ignore[no-any-return]
+        return "closed" if state is None else state.decode()
