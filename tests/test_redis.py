@@ -32,6 +32,7 @@ from aigen.redis import RedisStore
 from aigen.testing import fake_server, server_error, success
 
 from .redis_server import RedisServer
+from .slow_proxy import SlowProxy
 
 API_KEY = "sk-test-not-a-real-key-0123456789"
 
@@ -326,3 +327,83 @@ def test_a_breaker_through_redis_opens_for_every_client(
             clients[1].generate("a fox")  # the other "process" is stopped too
         assert len(fake.requests) == 2
     close_on(clients[0], *stores)
+
+
+# -- a slow Redis: the store's own timeout, the event loop never blocked -------------------
+
+
+@pytest.fixture
+def slow_redis(redis_url: str) -> Iterator[SlowProxy]:
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = SlowProxy(port, delay=1.0)
+    yield proxy
+    proxy.close()
+
+
+async def _ticking(call: Any) -> tuple[Any, float]:
+    """Await `call` while a ticker task sleeps 10 ms at a time; the longest gap seen."""
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    try:
+        result: Any = await call
+    except Exception as error:  # returned, for the test to look at
+        result = error
+    finally:
+        done.set()
+        await task
+    return result, max(gaps, default=0.0)
+
+
+@pytest.mark.parametrize("on_unavailable", ["local", "raise"])
+def test_a_slow_redis_holds_no_call_past_its_deadline_nor_blocks_the_loop(
+    make_client: Any,
+    client_kind: str,
+    slow_redis: SlowProxy,
+    prefix: str,
+    on_unavailable: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aigen")
+    store = RedisStore.from_url(
+        slow_redis.url,
+        prefix=prefix,
+        timeout=0.1,
+        on_unavailable=on_unavailable,  # type: ignore[arg-type]
+    )
+    with fake_server("gemini") as fake:
+        client = make_client(
+            **fake.client_options,
+            retry=aigen.RetryPolicy(deadline=1.0),
+            rate_limit=RateLimit(requests_per_minute=600, store=store),
+            circuit_breaker=CircuitBreaker(store=store),
+            real_time=True,
+        )
+        started = time.monotonic()
+        if client_kind == "async":
+            result, gap = client._run(_ticking(client.target.generate("a fox")))
+            assert gap < 0.1, f"the event loop stalled {gap * 1000:.0f} ms"
+        else:
+            try:
+                result = client.generate("a fox")
+            except StoreUnavailableError as error:
+                result = error
+        took = time.monotonic() - started
+        assert took < 1.0, f"the call took {took:.2f} s, past its 1 s deadline"
+        if on_unavailable == "local":
+            assert isinstance(result, aigen.GenerationResponse)
+            assert len(fake.requests) == 1
+            assert "TimeoutError" in caplog.text  # Redis was asked, and too slow
+        else:
+            assert isinstance(result, StoreUnavailableError)
+            assert fake.requests == []  # nothing was sent
+    close_on(client, store)
