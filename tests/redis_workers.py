@@ -15,6 +15,14 @@ from aigen import AsyncClient, Client, RateLimit
 API_KEY = "sk-sharing-test-key-0123456789"
 
 
+def warm_up(_: int) -> None:
+    """Import what a worker needs, once, before anything is timed."""
+    import httpx  # noqa: F401
+    import redis.asyncio  # noqa: F401
+
+    import aigen.redis  # noqa: F401
+
+
 def _options(base_url: str, redis_url: str | None, prefix: str, rpm: float) -> dict[str, Any]:
     store = None
     if redis_url is not None:
@@ -86,3 +94,50 @@ def work(
 
     asyncio.run(main())
     return counts
+
+
+def call_once(
+    kind: str, base_url: str, redis_url: str, prefix: str, protect: str, start: float
+) -> tuple[str, float]:
+    """One call at `start` (wall time) through a Redis-backed limiter (`protect="limit"`)
+    or breaker (`"breaker"`, 2 failures, 1 s cool-down); what it ended with, and how long
+    it took."""
+    from aigen import CircuitBreaker
+    from aigen.redis import RedisStore
+
+    store = RedisStore.from_url(redis_url, prefix=prefix, timeout=2.0)
+    options: dict[str, Any] = {
+        "provider": "gemini",
+        "api_key": API_KEY,
+        "base_url": base_url,
+        "max_retries": 0,
+    }
+    if protect == "limit":
+        options["rate_limit"] = RateLimit(requests_per_minute=6000, store=store)
+    else:
+        options["circuit_breaker"] = CircuitBreaker(
+            failure_threshold=2, reset_timeout=1.0, store=store
+        )
+    time.sleep(max(0.0, start - time.time()))
+    began = time.monotonic()
+
+    def ended(outcome: object) -> tuple[str, float]:
+        return type(outcome).__name__, time.monotonic() - began
+
+    if kind == "sync":
+        with Client(**options) as client:
+            try:
+                return ended(client.generate("a fox"))
+            except aigen.GenerationError as error:
+                return ended(error)
+
+    async def main() -> tuple[str, float]:
+        async with AsyncClient(**options) as client:
+            try:
+                result = ended(await client.generate("a fox"))
+            except aigen.GenerationError as error:
+                result = ended(error)
+        await store.aclose()
+        return result
+
+    return asyncio.run(main())
