@@ -179,7 +179,12 @@ class Runner:
                 call = asyncio.to_thread(script, keys=step.keys, args=step.args)
             else:
                 call = self._script(client, step.script)(keys=step.keys, args=step.args)
-            answer = await asyncio.wait_for(call, self.timeout)
+            if self.async_client is None and client is not None:
+                # aigen's own client: its socket and pool timeouts bound every wait, and
+                # a wait_for (a task per operation) would double the cost of a fast one.
+                answer = await call
+            else:
+                answer = await asyncio.wait_for(call, self.timeout)
         except self._errors as error:
             self._went_down(error)
             return self._unavailable(step, error)
