@@ -43,6 +43,7 @@ class RedisServer:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra: list[str] = []  # more redis-server options
 
     def command(self) -> list[str]:
         port = str(self.port)

@@ -407,3 +407,114 @@ def test_a_slow_redis_holds_no_call_past_its_deadline_nor_blocks_the_loop(
             assert isinstance(result, StoreUnavailableError)
             assert fake.requests == []  # nothing was sent
     close_on(client, store)
+
+
+# -- construction: the clients it takes, the settings it refuses, the default key ----------
+
+
+def test_a_sync_client_alone_serves_async_calls_off_the_loop(redis_url: str, prefix: str) -> None:
+    own = redis.Redis.from_url(redis_url)
+    store = RedisStore(own, prefix=prefix, time_source="caller", timeout=2.0)
+
+    async def twice() -> list[float]:
+        return [await store.areserve("k", 0.0, 1, 60) for _ in range(2)]
+
+    assert asyncio.run(twice()) == [0.0, 1.0]
+    store.close()  # the client is the caller's: still open
+    assert own.ping()
+    own.close()
+
+
+def test_an_async_client_of_ones_own_serves_async_calls(redis_url: str, prefix: str) -> None:
+    import redis.asyncio as redis_async
+
+    async def main() -> list[float]:
+        own = redis_async.Redis.from_url(redis_url)
+        store = RedisStore(async_client=own, prefix=prefix, time_source="caller")
+        waits = [await store.areserve("k", 0.0, 1, 60) for _ in range(2)]
+        verdict = await store.aadmit("c", 0.0, 10.0)
+        assert verdict.decision == "go"
+        await store.aclose()  # aigen made no client: nothing to close
+        assert await own.ping()
+        await own.aclose()
+        return waits
+
+    assert asyncio.run(main()) == [0.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "keywords",
+    [{"on_unavailable": "ignore"}, {"time_source": "local"}],
+)
+def test_bad_settings_are_refused_at_construction(redis_url: str, keywords: Any) -> None:
+    with pytest.raises(aigen.ConfigurationError):
+        RedisStore.from_url(redis_url, **keywords)
+
+
+def test_a_store_needs_a_client() -> None:
+    with pytest.raises(aigen.ConfigurationError):
+        RedisStore()
+
+
+def test_a_url_that_is_no_redis_url_is_refused_without_its_password() -> None:
+    with pytest.raises(aigen.ConfigurationError) as caught:
+        RedisStore.from_url("http://user:hunter2@example.com/")
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://u:pw@host:6380/2?x=pw", "redis://host:6380/2"),
+        ("rediss://:pw@cache.example.com/0", "rediss://cache.example.com/0"),
+        ("unix://:pw@/run/redis.sock?db=1", "unix:///run/redis.sock"),
+    ],
+)
+def test_a_location_is_shown_without_credentials(url: str, shown: str) -> None:
+    from aigen._redis_runner import safe_location
+
+    assert safe_location(url) == shown
+
+
+def test_a_unix_socket_url_works(tmp_path: Any, prefix: str) -> None:
+    server = RedisServer()
+    socket_path = tmp_path / "redis.sock"
+    server.extra = ["--unixsocket", str(socket_path)]
+    server.start()
+    try:
+        store = RedisStore.from_url(f"unix://{socket_path}", prefix=prefix, timeout=2.0)
+        assert store.reserve("k", 0.0, 1, 60) == 0
+        assert "redis.sock" in repr(store)
+        store.close()
+    finally:
+        server.stop()
+
+
+def test_the_key_fields_are_validated() -> None:
+    with pytest.raises(ValueError, match="key"):
+        RateLimit(requests_per_minute=60, key="")
+    with pytest.raises(ValueError, match="key"):
+        CircuitBreaker(key="")
+
+
+def test_the_default_key_names_provider_model_and_a_hash_of_the_key() -> None:
+    def keys(**keywords: Any) -> tuple[str, str]:
+        with aigen.Client(
+            provider="gemini",
+            rate_limit=RateLimit(requests_per_minute=60),
+            circuit_breaker=CircuitBreaker(),
+            **{"api_key": API_KEY, **keywords},
+        ) as client:
+            engine = client._engine
+            assert engine.limiter is not None
+            assert engine.breaker is not None
+            return engine.limiter.key, engine.breaker.key
+
+    limiter_key, breaker_key = keys()
+    assert limiter_key == breaker_key
+    assert limiter_key.startswith("gemini:gemini-2.5-flash-image:key-")
+    assert API_KEY not in limiter_key
+    assert API_KEY[:8] not in limiter_key
+    assert keys() == (limiter_key, breaker_key)  # the same in every process
+    assert keys(api_key="another-key")[0] != limiter_key
+    assert keys(model="gemini-3-pro-image-preview")[0] != limiter_key
