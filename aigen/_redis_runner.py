@@ -53,6 +53,11 @@ class Step(Generic[T]):
     args: list[object]
     local: Callable[[], T]
     read: Callable[[Any], T]
+    gate: bool = False
+    """Whether a call waits on this step before it is sent (`reserve`, `admit`): only
+    these raise under `on_unavailable="raise"`. The others (a refund, a hold, a rate
+    change, an outcome) come after an answer or while giving back, and go to the local
+    store: a paid image must not be lost, nor a cancellation hidden, for want of them."""
 
 
 def client_options(asynchronous: bool, timeout: float) -> dict[str, Any]:
@@ -230,7 +235,7 @@ class Runner:
             logger.info("aigen: the shared store at %s answers again", self.where)
 
     def _unavailable(self, step: Step[T], error: BaseException | None) -> T:
-        if self.on_unavailable == "raise":
+        if self.on_unavailable == "raise" and step.gate:
             reason = f" ({type(error).__name__})" if error is not None else ""
             raise StoreUnavailableError(
                 f"the shared store at {self.where} is unavailable{reason}; nothing was sent"

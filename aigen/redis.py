@@ -57,10 +57,12 @@ class RedisStore:
     - `on_unavailable`: while Redis cannot be reached, or answers slower than `timeout`,
       `"local"` carries on with an in-process `MemoryStore` (`store.local`) and logs one
       WARNING per outage; `"raise"` ends each call in `aigen.StoreUnavailableError`,
-      nothing sent. Either way Redis is tried again a second later, and used as soon as
-      it answers.
-    - `timeout`: seconds one store operation may take. `AsyncClient` always enforces it;
-      `Client` through the socket timeouts `from_url` sets (set them on your own client).
+      nothing sent (only the steps a call waits on before sending raise: what comes after
+      an answer, or gives back a slot, goes to `store.local`). Either way Redis is tried
+      again a second later, and used as soon as it answers.
+    - `timeout`: seconds one store operation may take: the socket and pool timeouts of
+      the clients `from_url` makes; on an async client of your own, a `wait_for`. Set
+      the socket timeouts of a sync client you pass yourself.
     - `ttl`: seconds an unused bucket or circuit is kept (longer while a slot or hold it
       gave out still lies ahead).
     - `time_source`: `"redis"` (the default) reads Redis' `TIME` inside each script: the
@@ -178,6 +180,7 @@ class RedisStore:
             args,
             lambda: self.local.reserve(key, now, burst, rate, max_wait, cost),
             float,
+            gate=True,
         )
 
     def _refund(self, key: str, now: float, rate: float, cost: int) -> Step[None]:
@@ -232,6 +235,7 @@ class RedisStore:
             [self._now(now), repr(reset_timeout), self.ttl],
             lambda: self.local.admit(key, now, reset_timeout),
             _verdict,
+            gate=True,
         )
 
     def _record(

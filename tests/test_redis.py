@@ -518,3 +518,30 @@ def test_the_default_key_names_provider_model_and_a_hash_of_the_key() -> None:
     assert keys() == (limiter_key, breaker_key)  # the same in every process
     assert keys(api_key="another-key")[0] != limiter_key
     assert keys(model="gemini-3-pro-image-preview")[0] != limiter_key
+
+
+def test_under_raise_only_the_steps_before_sending_raise(own_redis: RedisServer) -> None:
+    store = store_on(own_redis.url, "gate", timeout=0.2, on_unavailable="raise")
+    own_redis.stop()
+    with pytest.raises(StoreUnavailableError):
+        store.reserve("k", 0.0, 1, 60)
+    with pytest.raises(StoreUnavailableError):
+        store.admit("k", 0.0, 10.0)
+    # After an answer, or giving back: never an error that would lose a paid image or hide
+    # a cancellation.
+    store.refund("k", 0.0, 60)
+    store.hold_until("k", time.time() + 1, 60)
+    assert store.change_rate("k", RateChange(factor=0.5), 60) == 30
+    store.record("k", 0.0, "success", True, 3)
+
+    async def the_same() -> None:
+        with pytest.raises(StoreUnavailableError):
+            await store.areserve("k", 0.0, 1, 60)
+        with pytest.raises(StoreUnavailableError):
+            await store.aadmit("k", 0.0, 10.0)
+        await store.arefund("k", 0.0, 60)
+        await store.arecord("k", 0.0, "failure", False, 3)
+        await store.aclose()
+
+    asyncio.run(the_same())
+    store.close()
