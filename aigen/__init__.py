@@ -23,6 +23,7 @@ from ._errors import (
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    StoreUnavailableError,
 )
 from ._version import __version__
 
@@ -155,6 +156,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "ServerError",
+    "StoreUnavailableError",
     "Turn",
     "TurnPart",
     "Usage",

@@ -35,7 +35,10 @@ class CircuitBreaker(BaseModel):
       connection error, timeout) that open the circuit. 4xx answers and safety blocks
       never count: they show the provider is up.
     - `reset_timeout`: seconds the circuit stays open before one probe call is let through.
-    - `store`: where the state lives; one `MemoryStore` per client by default.
+    - `store`: where the state lives; one `MemoryStore` per client by default, or a
+      `aigen.redis.RedisStore` to share one breaker between processes.
+    - `key`: the name of the breaker in the store; by default the provider, the client's
+      default model, a hash of the API key and the base URL (as `RateLimit.key`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -43,6 +46,7 @@ class CircuitBreaker(BaseModel):
     failure_threshold: int = Field(default=5, ge=1, strict=True)
     reset_timeout: float = Field(default=30.0, gt=0, strict=True, allow_inf_nan=False)
     store: CircuitStore | None = Field(default=None, repr=False)
+    key: str | None = Field(default=None, min_length=1)
 
 
 def counts_against_provider(error: BaseException) -> bool:
@@ -66,7 +70,7 @@ class Breaker:
 
     def __init__(self, settings: CircuitBreaker, *, key: str) -> None:
         self.settings = settings
-        self.key = key
+        self.key = settings.key or key
         self.store: CircuitStore = settings.store or MemoryStore()
 
     def admit(self, now: float) -> Admit:

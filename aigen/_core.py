@@ -9,6 +9,7 @@ clock, the jitter and the seed are injected.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ from ._retry import RetryRules
 from .providers import Provider, RequestContext
 from .providers._steps import ProviderFlow
 
-__all__ = ["Engine", "as_request"]
+__all__ = ["Engine", "as_request", "store_key"]
 
 logger = logging.getLogger("aigen")
 
@@ -48,8 +49,7 @@ class Engine:
         self.jitter = jitter
         self._pick_seed = pick_seed
         self.retrying = RetryRules(settings.retry).retrying()
-        # One bucket and one breaker per provider and endpoint, whoever shares the store.
-        key = f"{settings.provider.name} {settings.base_url}"
+        key = store_key(settings)
         self.breaker = (
             Breaker(settings.circuit_breaker, key=key)
             if settings.circuit_breaker is not None
@@ -111,6 +111,21 @@ class Engine:
             seed=seed,
             steps=steps,
         )
+
+
+def store_key(settings: Settings) -> str:
+    """The default name of a client's bucket and breaker in their store.
+
+    Clients that share a store, in one process or many, share a bucket and a breaker when
+    they call the same provider, default model and endpoint with the same API key: a
+    provider counts its quota per key (and often per model). The model is the client's
+    default one: a request that names another model still counts against this bucket, so
+    a client meant for two models' quotas is two clients (or `RateLimit(key=...)`). The key
+    itself is never in the name, only the start of its SHA-256, which tells keys apart
+    without giving any of one away.
+    """
+    digest = hashlib.sha256(settings.api_key.encode()).hexdigest()[:16]
+    return f"{settings.provider.name}:{settings.model}:key-{digest}:{settings.base_url}"
 
 
 def as_request(request: GenerationRequest | str, fields: Mapping[str, object]) -> GenerationRequest:

@@ -15,7 +15,9 @@ AigenError
     ├── NoImageError              the model answered without an image; .text
     ├── APIConnectionError
     ├── APITimeoutError
-    └── CircuitOpenError
+    ├── CircuitOpenError
+    └── StoreUnavailableError     a shared store (aigen.redis) is unreachable and was asked
+                                  to raise; nothing was sent
 ```
 
 Every `GenerationError` also carries the `generation_id` of the call it ended, so a log
@@ -45,6 +47,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "ServerError",
+    "StoreUnavailableError",
 ]
 
 Stage = Literal["prompt", "output"]
@@ -211,3 +214,13 @@ def held_back(error: E) -> E:
 
 class CircuitOpenError(GenerationError):
     """Recent calls kept failing, so this one was refused without being sent."""
+
+
+class StoreUnavailableError(GenerationError):
+    """The limiter's or the breaker's shared store could not be reached (Redis down or too
+    slow) and was built with `on_unavailable="raise"`; the call was not sent."""
+
+    def __init__(self, message: str, *, details: object = None) -> None:
+        super().__init__(message, details=details)
+        # aigen refused the call itself: never retried, and no sign the provider is failing.
+        self.held_back = True

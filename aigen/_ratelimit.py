@@ -40,7 +40,11 @@ class RateLimit(BaseModel):
     - `requests_per_minute`: the steady rate, shared by every call of the client.
     - `burst`: how many requests may go at once after a quiet spell.
     - `adaptive`: lower the rate on 429s and raise it back on successes.
-    - `store`: where the state lives; one `MemoryStore` per client by default.
+    - `store`: where the state lives; one `MemoryStore` per client by default, or a
+      `aigen.redis.RedisStore` to share one quota between processes.
+    - `key`: the name of the bucket in the store. By default it is made of the provider,
+      the client's default model, a hash of the API key and the base URL, so clients
+      (and processes) with the same ones share a bucket; name one to choose yourself.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -49,6 +53,7 @@ class RateLimit(BaseModel):
     burst: int = Field(default=1, ge=1, strict=True)
     adaptive: bool = Field(default=True, strict=True)
     store: RateLimitStore | None = Field(default=None, repr=False)
+    key: str | None = Field(default=None, min_length=1)
 
 
 class RateLimiter:
@@ -60,7 +65,7 @@ class RateLimiter:
 
     def __init__(self, settings: RateLimit, *, key: str, max_hold: float = math.inf) -> None:
         self.settings = settings
-        self.key = key
+        self.key = settings.key or key
         self.store: RateLimitStore = settings.store or MemoryStore()
         self._ceiling = settings.requests_per_minute
         # A server wait longer than this makes its call give up (RetryPolicy's

@@ -9,4 +9,6 @@ and this machine's numbers). The modules:
   each behind the same two calls.
 - `worker`: what runs in each fresh process: per-call timings, calls in flight, peak RSS.
 - `run`: the orchestrator: rounds, interleaving, medians, the table and the JSON.
+- `redis_share`: `python -m benchmarks.redis_share`, one quota shared by N processes
+  through Redis, and the shared store's cost per call.
 """

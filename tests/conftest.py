@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -122,3 +123,21 @@ def api(kit: Any) -> Iterator[Any]:
 
     with respx.mock(assert_all_called=False) as router:
         yield kit.route(router)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A running Redis for the session: AIGEN_TEST_REDIS_URL's, or one started here."""
+    from .redis_server import RedisServer, missing, reachable
+
+    url = os.environ.get("AIGEN_TEST_REDIS_URL")
+    if url:
+        if not reachable(url):
+            missing(f"no Redis answers at AIGEN_TEST_REDIS_URL ({url})")
+        yield url
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -32,6 +32,7 @@ SANS_IO = sorted(
                 "_sse.py",
                 "_store.py",
                 "_memory_store.py",
+                "_redis_scripts.py",  # the Lua text; redis.py and _redis_runner.py do the I/O
                 "_models.py",
                 "_errors.py",
                 "_images.py",

@@ -15,7 +15,7 @@ docs/protection.md checked against `MemoryStore`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -38,6 +38,24 @@ from aigen._store import (
 from .conftest import FakeTime
 
 APPROX = 1e-6
+
+StoreFactory = Callable[[], Any]
+"""Makes a fresh store: `MemoryStore`, or `RedisStore` through either of its clients."""
+
+
+@pytest.fixture(params=["memory", "redis-sync", "redis-async"])
+def new_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """The operations below run the same on every store (one suite, every store)."""
+    if request.param == "memory":
+        yield MemoryStore
+        return
+    from .redis_stores import redis_store_factory
+
+    url = request.getfixturevalue("redis_url")
+    with redis_store_factory(url, asynchronous=request.param == "redis-async") as factory:
+        yield factory
+
+
 INF = float("inf")
 
 
@@ -96,8 +114,8 @@ def test_a_rate_change_is_plain_frozen_data() -> None:
         change.factor = 2.0  # type: ignore[misc]
 
 
-def test_change_rate_applies_the_change_to_the_stored_rate() -> None:
-    store = MemoryStore()
+def test_change_rate_applies_the_change_to_the_stored_rate(new_store: StoreFactory) -> None:
+    store = new_store()
     ops = [
         ChangeRate("k", RateChange(factor=0.5, floor=3.0, ceiling=60.0), 60),  # a new key: 60
         ChangeRate("k", RateChange(factor=0.5, floor=3.0, ceiling=60.0), 60),
@@ -114,8 +132,10 @@ def test_change_rate_applies_the_change_to_the_stored_rate() -> None:
 
 
 @pytest.mark.parametrize("cost", [1, 2, 3, 5])
-def test_a_reservation_of_cost_n_waits_for_the_last_of_n_slots(cost: int) -> None:
-    store = MemoryStore()
+def test_a_reservation_of_cost_n_waits_for_the_last_of_n_slots(
+    cost: int, new_store: StoreFactory
+) -> None:
+    store = new_store()
     # Slots 0, 1, ..., n-1 at one a second: the call goes when the last one comes.
     assert reserve(store, 0.0, cost=cost) == pytest.approx(cost - 1)
     # And the next call's slot comes after all n of them.
@@ -123,8 +143,10 @@ def test_a_reservation_of_cost_n_waits_for_the_last_of_n_slots(cost: int) -> Non
 
 
 @pytest.mark.parametrize("cost", [1, 2, 3, 5])
-def test_a_later_call_waits_n_intervals_more_after_a_cost_of_n(cost: int) -> None:
-    single, costly = MemoryStore(), MemoryStore()
+def test_a_later_call_waits_n_intervals_more_after_a_cost_of_n(
+    cost: int, new_store: StoreFactory
+) -> None:
+    single, costly = new_store(), new_store()
     for store, first_cost in ((single, 0), (costly, cost)):
         reserve(store, 0.0)
         if first_cost:
@@ -132,8 +154,8 @@ def test_a_later_call_waits_n_intervals_more_after_a_cost_of_n(cost: int) -> Non
     assert reserve(costly, 0.0) - reserve(single, 0.0) == pytest.approx(cost)
 
 
-def test_a_cost_of_n_is_the_same_as_n_reservations_for_later_calls() -> None:
-    one_go, one_by_one = MemoryStore(), MemoryStore()
+def test_a_cost_of_n_is_the_same_as_n_reservations_for_later_calls(new_store: StoreFactory) -> None:
+    one_go, one_by_one = new_store(), new_store()
     reserve(one_go, 0.0, cost=4)
     for _ in range(4):
         reserve(one_by_one, 0.0)
@@ -141,24 +163,24 @@ def test_a_cost_of_n_is_the_same_as_n_reservations_for_later_calls() -> None:
     assert later[0] == pytest.approx(later[1]) == pytest.approx(3.5)
 
 
-def test_a_cost_within_the_burst_goes_at_once() -> None:
-    store = MemoryStore()
+def test_a_cost_within_the_burst_goes_at_once(new_store: StoreFactory) -> None:
+    store = new_store()
     assert reserve(store, 0.0, burst=3, cost=3) == 0  # the whole burst
     assert reserve(store, 0.0, burst=3) == pytest.approx(1.0)
-    fresh = MemoryStore()
+    fresh = new_store()
     assert reserve(fresh, 0.0, burst=3, cost=4) == pytest.approx(1.0)  # one past the burst
 
 
-def test_a_costly_reservation_over_max_wait_takes_nothing() -> None:
-    store = MemoryStore()
+def test_a_costly_reservation_over_max_wait_takes_nothing(new_store: StoreFactory) -> None:
+    store = new_store()
     assert reserve(store, 0.0, cost=5, max_wait=3.0) == pytest.approx(4.0)  # refused
     assert reserve(store, 0.0) == 0  # every slot is still free
     assert reserve(store, 0.0, cost=3, max_wait=3.0) == pytest.approx(3.0)  # slots 1, 2, 3
     assert reserve(store, 0.0) == pytest.approx(4.0)
 
 
-def test_a_costly_reservation_waits_for_a_hold_too() -> None:
-    store = MemoryStore()
+def test_a_costly_reservation_waits_for_a_hold_too(new_store: StoreFactory) -> None:
+    store = new_store()
     Hold("k", 10.0, 60).run(store)
     assert reserve(store, 0.0, cost=3) == pytest.approx(12.0)  # slots 10, 11, 12
     assert reserve(store, 0.0) == pytest.approx(13.0)
@@ -167,8 +189,10 @@ def test_a_costly_reservation_waits_for_a_hold_too() -> None:
 # -- Refund ---------------------------------------------------------------------------------
 
 
-def test_refunds_give_the_slots_of_calls_that_gave_up_to_the_next_caller() -> None:
-    store = MemoryStore()
+def test_refunds_give_the_slots_of_calls_that_gave_up_to_the_next_caller(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
     assert reserve(store, 0.0) == 0  # this one is sent
     waiting = [reserve(store, 0.0) for _ in range(20)]
     assert waiting == pytest.approx([float(n) for n in range(1, 21)])
@@ -178,16 +202,16 @@ def test_refunds_give_the_slots_of_calls_that_gave_up_to_the_next_caller() -> No
     assert reserve(store, 0.0) == pytest.approx(2.0)
 
 
-def test_a_refund_of_cost_n_undoes_a_reservation_of_cost_n() -> None:
-    store = MemoryStore()
+def test_a_refund_of_cost_n_undoes_a_reservation_of_cost_n(new_store: StoreFactory) -> None:
+    store = new_store()
     reserve(store, 0.0)
     reserve(store, 0.0, cost=4)
     Refund("k", 0.0, 60, cost=4).run(store)
     assert reserve(store, 0.0) == pytest.approx(1.0)
 
 
-def test_a_refund_never_frees_a_slot_earlier_than_now() -> None:
-    store = MemoryStore()
+def test_a_refund_never_frees_a_slot_earlier_than_now(new_store: StoreFactory) -> None:
+    store = new_store()
     waits = [reserve(store, 0.0) for _ in range(20)]  # the next free slot is at 20
     assert waits[-1] == pytest.approx(19.0)
     run(store, [Refund("k", 10.0, 60)] * 20)  # at 10 s, the twenty give their slots back
@@ -197,15 +221,15 @@ def test_a_refund_never_frees_a_slot_earlier_than_now() -> None:
     assert [reserve(store, 10.0) for _ in range(3)] == pytest.approx([1.0, 2.0, 3.0])
 
 
-def test_more_refunds_than_reservations_never_make_a_burst() -> None:
-    store = MemoryStore()
+def test_more_refunds_than_reservations_never_make_a_burst(new_store: StoreFactory) -> None:
+    store = new_store()
     reserve(store, 0.0)
     run(store, [Refund("k", 0.0, 60)] * 50)
     assert [reserve(store, 0.0) for _ in range(3)] == pytest.approx([0.0, 1.0, 2.0])
 
 
-def test_a_refund_on_a_new_key_changes_nothing() -> None:
-    store = MemoryStore()
+def test_a_refund_on_a_new_key_changes_nothing(new_store: StoreFactory) -> None:
+    store = new_store()
     Refund("k", 100.0, 60).run(store)
     assert store.rate("k") == 60
     assert [reserve(store, 100.0) for _ in range(2)] == pytest.approx([0.0, 1.0])
@@ -222,8 +246,8 @@ def admit(store: object, now: float) -> CircuitVerdict:
     return Admit("c", now, 30.0).run(store)
 
 
-def test_nothing_changes_no_count() -> None:
-    store = MemoryStore()
+def test_nothing_changes_no_count(new_store: StoreFactory) -> None:
+    store = new_store()
     record(store, "failure")
     record(store, "failure")
     for _ in range(10):
@@ -234,8 +258,8 @@ def test_nothing_changes_no_count() -> None:
     assert admit(store, 0.0).failures == 3
 
 
-def test_nothing_leaves_an_open_circuit_as_it_was() -> None:
-    store = MemoryStore()
+def test_nothing_leaves_an_open_circuit_as_it_was(new_store: StoreFactory) -> None:
+    store = new_store()
     for _ in range(3):
         record(store, "failure", now=0.0)
     record(store, "nothing", now=20.0)
@@ -245,8 +269,8 @@ def test_nothing_leaves_an_open_circuit_as_it_was() -> None:
     assert verdict.reopens_in == pytest.approx(10.0)  # still counted from the opening
 
 
-def test_nothing_frees_the_probe_and_keeps_the_circuit_half_open() -> None:
-    store = MemoryStore()
+def test_nothing_frees_the_probe_and_keeps_the_circuit_half_open(new_store: StoreFactory) -> None:
+    store = new_store()
     for _ in range(3):
         record(store, "failure")
     assert admit(store, 30.0).decision == "probe"
