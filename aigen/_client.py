@@ -274,6 +274,11 @@ class BaseClient(Generic[ConversationT]):
     @staticmethod
     def _prepared(requests: Batch, concurrency: int) -> list[GenerationRequest]:
         """A whole batch validated, before any of it is sent."""
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+            raise ConfigurationError(
+                f"concurrency={concurrency!r} is a {type(concurrency).__name__}: it takes a "
+                "whole number of calls at once, e.g. concurrency=8"
+            )
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be 1 or more, got {concurrency}")
         return [as_request(request, {}) for request in requests]

@@ -560,3 +560,12 @@ def test_the_gemini_provider_escapes_a_model_it_is_handed_directly() -> None:
     assert url.path.startswith("/tenant-a/gemini/v1beta/models/")
     assert url.path.endswith(":generateContent")
     assert (url.query, url.fragment) == (b"", "")
+
+
+@pytest.mark.parametrize("concurrency", ["4", True, 2.0])
+def test_generate_many_refuses_a_concurrency_that_is_not_an_int(
+    make_client: Any, router: Any, concurrency: object
+) -> None:
+    with pytest.raises(aigen.ConfigurationError, match=r"concurrency=.*whole number"):
+        make_client().generate_many(["A fox"], concurrency=concurrency)
+    assert not router.calls
