@@ -19,11 +19,12 @@ and `AsyncClient` (`redis.asyncio`, one connection pool per event loop) alike.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from ._errors import ConfigurationError
 from ._memory_store import MemoryStore
-from ._redis_runner import OnUnavailable, Runner, Step, client_options, safe_location
+from ._redis_runner import OnUnavailable, Runner, client_options, safe_location
+from ._redis_steps import Steps
 from ._store import CallOutcome, CircuitVerdict, RateChange
 
 if TYPE_CHECKING:
@@ -33,17 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["RedisStore"]
 
 TimeSource = Literal["redis", "caller"]
-
-
-def _verdict(answer: Any) -> CircuitVerdict:
-    decision, failures, reopens_in = (
-        part.decode() if isinstance(part, bytes) else str(part) for part in answer
-    )
-    return CircuitVerdict(decision, int(failures), float(reopens_in))  # type: ignore[arg-type]
-
-
-def _none(answer: Any) -> None:
-    return None
 
 
 class RedisStore:
@@ -94,6 +84,7 @@ class RedisStore:
         self.time_source: TimeSource = time_source
         self.local = MemoryStore()
         """The in-process store that stands in while Redis is unavailable."""
+        self._steps = Steps(prefix, ttl, time_source, self.local)
         self._runner = Runner(
             client, async_client, _url, on_unavailable=on_unavailable, timeout=timeout
         )
@@ -160,94 +151,7 @@ class RedisStore:
 
     def redis_key(self, key: str, kind: Literal["rl", "cb"]) -> str:
         """The Redis key of one bucket (`"rl"`) or one circuit (`"cb"`)."""
-        # A brace would end the hash tag early and part a bucket's keys across slots.
-        tag = key.replace("{", "(").replace("}", ")")
-        return f"{self.prefix}:{{{tag}}}:{kind}"
-
-    def _now(self, now: float) -> str:
-        return repr(now) if self.time_source == "caller" else ""  # "": the server's TIME
-
-    # -- each operation as a step: its script, its arguments, its local stand-in ----------
-
-    def _reserve(
-        self, key: str, now: float, burst: int, rate: float, max_wait: float | None, cost: int
-    ) -> Step[float]:
-        wait = "" if max_wait is None else repr(max_wait)
-        args: list[object] = [self._now(now), burst, repr(rate), wait, cost, self.ttl]
-        return Step(
-            "reserve",
-            [self.redis_key(key, "rl")],
-            args,
-            lambda: self.local.reserve(key, now, burst, rate, max_wait, cost),
-            float,
-            gate=True,
-        )
-
-    def _refund(self, key: str, now: float, rate: float, cost: int) -> Step[None]:
-        return Step(
-            "refund",
-            [self.redis_key(key, "rl")],
-            [self._now(now), repr(rate), cost, self.ttl],
-            lambda: self.local.refund(key, now, rate, cost),
-            _none,
-        )
-
-    def _hold(self, key: str, until: float, rate: float) -> Step[None]:
-        if self.time_source == "caller":
-            now, length = repr(until), 0.0
-        else:
-            import time
-
-            # The hold's length from this host's wall clock (the clock the limiter read a
-            # moment ago), added to Redis' clock: no two hosts' clocks are compared.
-            now, length = "", until - time.time()
-        return Step(
-            "hold_until",
-            [self.redis_key(key, "rl")],
-            [now, repr(length), repr(rate), self.ttl],
-            lambda: self.local.hold_until(key, until, rate),
-            _none,
-        )
-
-    def _change(self, key: str, change: RateChange, rate: float) -> Step[float]:
-        ceiling = "" if change.ceiling == float("inf") else repr(change.ceiling)
-        args: list[object] = [
-            "",  # the server's time, whatever the source: it only sets the key's expiry
-            repr(change.factor),
-            repr(change.step),
-            repr(change.floor),
-            ceiling,
-            repr(rate),
-            self.ttl,
-        ]
-        return Step(
-            "change_rate",
-            [self.redis_key(key, "rl")],
-            args,
-            lambda: self.local.change_rate(key, change, rate),
-            float,
-        )
-
-    def _admit(self, key: str, now: float, reset_timeout: float) -> Step[CircuitVerdict]:
-        return Step(
-            "admit",
-            [self.redis_key(key, "cb")],
-            [self._now(now), repr(reset_timeout), self.ttl],
-            lambda: self.local.admit(key, now, reset_timeout),
-            _verdict,
-            gate=True,
-        )
-
-    def _record(
-        self, key: str, now: float, outcome: CallOutcome, probe: bool, threshold: int
-    ) -> Step[None]:
-        return Step(
-            "record",
-            [self.redis_key(key, "cb")],
-            [self._now(now), outcome, "1" if probe else "0", threshold, self.ttl],
-            lambda: self.local.record(key, now, outcome, probe, threshold),
-            _none,
-        )
+        return self._steps.redis_key(key, kind)
 
     # -- RateLimitStore and CircuitStore, with their coroutine twins ----------------------
 
@@ -261,7 +165,7 @@ class RedisStore:
         cost: int = 1,
     ) -> float:
         """See `aigen._store.Reserve`."""
-        return self._runner.run(self._reserve(key, now, burst, default_rate, max_wait, cost))
+        return self._runner.run(self._steps.reserve(key, now, burst, default_rate, max_wait, cost))
 
     async def areserve(
         self,
@@ -273,52 +177,52 @@ class RedisStore:
         cost: int = 1,
     ) -> float:
         """`reserve`, awaited."""
-        step = self._reserve(key, now, burst, default_rate, max_wait, cost)
+        step = self._steps.reserve(key, now, burst, default_rate, max_wait, cost)
         return await self._runner.arun(step)
 
     def refund(self, key: str, now: float, default_rate: float, cost: int = 1) -> None:
         """See `aigen._store.Refund`."""
-        self._runner.run(self._refund(key, now, default_rate, cost))
+        self._runner.run(self._steps.refund(key, now, default_rate, cost))
 
     async def arefund(self, key: str, now: float, default_rate: float, cost: int = 1) -> None:
         """`refund`, awaited."""
-        await self._runner.arun(self._refund(key, now, default_rate, cost))
+        await self._runner.arun(self._steps.refund(key, now, default_rate, cost))
 
     def hold_until(self, key: str, until: float, default_rate: float) -> None:
         """See `aigen._store.Hold`."""
-        self._runner.run(self._hold(key, until, default_rate))
+        self._runner.run(self._steps.hold_until(key, until, default_rate))
 
     async def ahold_until(self, key: str, until: float, default_rate: float) -> None:
         """`hold_until`, awaited."""
-        await self._runner.arun(self._hold(key, until, default_rate))
+        await self._runner.arun(self._steps.hold_until(key, until, default_rate))
 
     def change_rate(self, key: str, change: RateChange, default_rate: float) -> float:
         """See `aigen._store.ChangeRate`."""
-        return self._runner.run(self._change(key, change, default_rate))
+        return self._runner.run(self._steps.change_rate(key, change, default_rate))
 
     async def achange_rate(self, key: str, change: RateChange, default_rate: float) -> float:
         """`change_rate`, awaited."""
-        return await self._runner.arun(self._change(key, change, default_rate))
+        return await self._runner.arun(self._steps.change_rate(key, change, default_rate))
 
     def admit(self, key: str, now: float, reset_timeout: float) -> CircuitVerdict:
         """See `aigen._store.Admit`."""
-        return self._runner.run(self._admit(key, now, reset_timeout))
+        return self._runner.run(self._steps.admit(key, now, reset_timeout))
 
     async def aadmit(self, key: str, now: float, reset_timeout: float) -> CircuitVerdict:
         """`admit`, awaited."""
-        return await self._runner.arun(self._admit(key, now, reset_timeout))
+        return await self._runner.arun(self._steps.admit(key, now, reset_timeout))
 
     def record(
         self, key: str, now: float, outcome: CallOutcome, probe: bool, failure_threshold: int
     ) -> None:
         """See `aigen._store.Record`."""
-        self._runner.run(self._record(key, now, outcome, probe, failure_threshold))
+        self._runner.run(self._steps.record(key, now, outcome, probe, failure_threshold))
 
     async def arecord(
         self, key: str, now: float, outcome: CallOutcome, probe: bool, failure_threshold: int
     ) -> None:
         """`record`, awaited."""
-        await self._runner.arun(self._record(key, now, outcome, probe, failure_threshold))
+        await self._runner.arun(self._steps.record(key, now, outcome, probe, failure_threshold))
 
     # -- inspection (as MemoryStore's), for tests and debugging ----------------------------
 

@@ -1,6 +1,6 @@
 """Several spawned processes (two on `Client`, two on `AsyncClient`) share one quota
 through a real Redis, against a fake provider on 127.0.0.1 that answers 429 above its
-quota (a token bucket, as providers count: 40 a second, 6 at once at most). With the
+quota (a token bucket, as providers count: 40 a second, 10 at once at most). With the
 shared store almost nothing is refused and the quota is nearly all used; the control (the
 same load, each process limiting itself) collects 429s."""
 
@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from aigen.testing import FakeGemini, Outcome, rate_limited, server_error, success
 
 from .redis_workers import API_KEY, call_once, warm_up, work
 
 QUOTA, WINDOW = 40, 1.0  # the provider's: 40 requests a second...
-TOLERANCE = 6  # ...and up to 6 early, the jitter a token bucket of 6 forgives
+TOLERANCE = 10  # ...and up to 10 early (a quarter second): a token bucket of 10
 SECONDS = 3.0
 # Each process's limit is the whole quota, a little under: the store divides it.
 RPM = QUOTA / WINDOW * 60 * 0.97
@@ -69,7 +70,7 @@ def fake() -> Iterator[QuotaGemini]:
         yield server
 
 
-def run(pool: Any, fake: QuotaGemini, redis_url: str | None) -> dict[str, float]:
+def run(pool: Any, fake: QuotaGemini, redis_url: str | None) -> dict[str, Any]:
     fake.reset()
     prefix = f"share-{uuid.uuid4().hex[:8]}"
     start = time.time() + 1.0  # every process is up and waiting by then
@@ -78,6 +79,7 @@ def run(pool: Any, fake: QuotaGemini, redis_url: str | None) -> dict[str, float]
     accepted = fake.accepted
     span = accepted[-1] - accepted[0] if len(accepted) > 1 else 0.0
     return {
+        "prefix": prefix,
         "sent": len(accepted) + fake.refused,
         "refused": fake.refused,
         "refused_share": fake.refused / max(1, len(accepted) + fake.refused),
@@ -93,6 +95,13 @@ def test_processes_sharing_a_redis_store_share_the_quota(
     print(f"shared: {seen}")
     assert seen["refused_share"] <= 0.01, seen
     assert seen["quota_used"] >= 0.90, seen
+    raw = redis.Redis.from_url(redis_url)
+    keys = list(raw.scan_iter(f"{seen['prefix']}:*"))
+    assert len(keys) == 1  # one bucket for all four processes
+    for key in keys:
+        assert raw.pttl(key) > 0
+        assert API_KEY.encode() not in key + repr(raw.hgetall(key)).encode()
+    raw.close()
 
 
 def test_the_control_without_the_store_collects_429s(pool: Any, fake: QuotaGemini) -> None:
@@ -108,13 +117,13 @@ def test_one_processs_429_hold_delays_the_others(pool: Any, redis_url: str) -> N
     prefix = f"hold-{uuid.uuid4().hex[:8]}"
     with FakeGemini(api_key=API_KEY) as fake:
         base = (fake.base_url, redis_url, prefix, "limit")
-        fake.script(rate_limited(1.5))  # RetryInfo: 1.5 s
+        fake.script(rate_limited(3.0))  # RetryInfo: 3 s
         first = pool.apply(call_once, ("sync", *base, time.time()))
         assert first[0] == "RateLimitError"
         later = pool.starmap(call_once, [(kind, *base, time.time() + 0.2) for kind in KINDS])
     assert [name for name, _ in later] == ["GenerationResponse"] * len(KINDS)
-    # The hold began ~0.2 s (and a process' start) before these calls: each still waited.
-    assert min(took for _, took in later) >= 0.8, later
+    # The hold began ~0.2 s (and a busy machine's delays) before these: each still waited.
+    assert min(took for _, took in later) >= 1.5, later
 
 
 def test_a_breaker_opened_by_one_process_stops_the_others_and_one_probes(
@@ -130,7 +139,7 @@ def test_a_breaker_opened_by_one_process_stops_the_others_and_one_probes(
         assert stopped[0] == "CircuitOpenError"
         assert len(failing.requests) == 2  # nothing sent
         time.sleep(1.1)  # the cool-down
-        failing.script(success(delay=0.5))  # the probe takes its time
+        failing.script(success(delay=2.0))  # the probe takes its time, the others meet it
         at_once = pool.starmap(call_once, [(kind, *base, time.time() + 0.5) for kind in KINDS])
         names = sorted(name for name, _ in at_once)
         assert names == ["CircuitOpenError"] * 3 + ["GenerationResponse"], at_once
