@@ -14,7 +14,7 @@ client = Client(
 Every store operation (aigen/_store.py) is one Lua script (aigen/_redis_scripts.py), so
 each step is atomic across processes. One store serves `Client` (redis-py's sync client)
 and `AsyncClient` (`redis.asyncio`, one connection pool per event loop) alike.
-`import aigen` never imports redis-py; this module does.
+Neither `import aigen` nor `import aigen.redis` imports redis-py: making a store does.
 """
 
 from __future__ import annotations
