@@ -214,7 +214,7 @@ class AsyncClient(BaseClient[AsyncConversation]):
 
     async def _do_notify(self, action: act.Notify, run: _Run) -> None:
         event = cast(HookEvent, action.event)
-        hook = cast(Hooks, self._hooks).for_event(event)
+        hook = cast(Hooks, self._engine.settings.hooks).for_event(event)
         if hook is None:
             return
         try:

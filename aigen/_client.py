@@ -184,14 +184,10 @@ class BaseClient(Generic[ConversationT]):
             circuit_breaker=circuit_breaker,
             max_concurrency=max_concurrency,
             conversation_limits=conversation_limits,
+            hooks=hooks,
         )
-        if hooks is not None and not isinstance(hooks, Hooks):
-            raise ConfigurationError(
-                f"hooks={hooks!r}: pass aigen.Hooks(on_attempt=..., on_retry=..., ...)"
-            )
-        self._hooks = hooks
         self._engine = Engine(
-            settings, clock=SystemClock(), jitter=random.random, pick_seed=_pick_seed, hooks=hooks
+            settings, clock=SystemClock(), jitter=random.random, pick_seed=_pick_seed
         )
         self._urls: dict[str, httpx.URL] = {}
         self._timeout = _checked_timeout(timeout)

@@ -18,6 +18,7 @@ from ._constants import (
     ENV_PROVIDER,
 )
 from ._errors import ConfigurationError
+from ._hooks import Hooks
 from ._limits import DEFAULT_LIMITS, ConversationLimits
 from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
@@ -47,6 +48,7 @@ class Settings:
     circuit_breaker: CircuitBreaker | None = None
     max_concurrency: int | None = None
     conversation_limits: ConversationLimits = DEFAULT_LIMITS
+    hooks: Hooks | None = None
 
 
 def resolve_settings(
@@ -63,6 +65,7 @@ def resolve_settings(
     circuit_breaker: CircuitBreaker | None = None,
     max_concurrency: int | None = None,
     conversation_limits: ConversationLimits | None = None,
+    hooks: Hooks | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Apply the precedence in SPEC: keyword, then environment, then the provider's default."""
@@ -78,6 +81,7 @@ def resolve_settings(
         circuit_breaker=circuit_breaker,
         max_concurrency=max_concurrency,
         conversation_limits=conversation_limits,
+        hooks=hooks,
     )
     env = os.environ if environ is None else environ
     resolved = _resolve_provider(provider, env)
@@ -114,6 +118,7 @@ def resolve_settings(
         circuit_breaker=circuit_breaker,
         max_concurrency=max_concurrency,
         conversation_limits=conversation_limits or DEFAULT_LIMITS,
+        hooks=hooks,
     )
 
 
@@ -151,6 +156,7 @@ def _check_types(
     circuit_breaker: object,
     max_concurrency: object,
     conversation_limits: object = None,
+    hooks: object = None,
 ) -> None:
     """Refuse a keyword of the wrong type now, naming it, rather than fail on each call."""
 
@@ -187,6 +193,7 @@ def _check_types(
             ConversationLimits,
             "ConversationLimits(max_turns=200)",
         ),
+        ("hooks", hooks, Hooks, "aigen.Hooks(on_retry=print)"),
     )
     for name, value, cls, example in protections:
         if value is not None and not isinstance(value, cls):

@@ -19,7 +19,6 @@ from ._call import GenerationCall
 from ._circuit import Breaker
 from ._clock import Clock
 from ._config import Settings, check_model_name
-from ._hooks import Hooks
 from ._models import GenerationRequest
 from ._ratelimit import RateLimiter
 from ._retry import RetryRules
@@ -41,10 +40,8 @@ class Engine:
         clock: Clock,
         jitter: Callable[[], float],
         pick_seed: Callable[[], int],
-        hooks: Hooks | None = None,
     ) -> None:
         self.settings = settings
-        self.hooks = hooks
         self.clock = clock
         self.jitter = jitter
         self._pick_seed = pick_seed
@@ -103,7 +100,7 @@ class Engine:
             retrying=self.retrying,
             limiter=self.limiter,
             breaker=self.breaker,
-            hooks=self.hooks,
+            hooks=self.settings.hooks,
             request=request,
             http_request=http_request,
             generation_id=generation_id,

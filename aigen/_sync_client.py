@@ -50,8 +50,8 @@ class Client(BaseClient[Conversation]):
         self, *, http_client: httpx.Client | None = None, **options: Unpack[ClientOptions]
     ) -> None:
         super().__init__(**options)
-        if self._hooks is not None:
-            self._hooks.check_sync()
+        if self._engine.settings.hooks is not None:
+            self._engine.settings.hooks.check_sync()
         self._owns_http_client = http_client is None
         self._http = http_client or DefaultHttpxClient(timeout=self._timeout)
         limit = self._engine.settings.max_concurrency
@@ -191,7 +191,7 @@ class Client(BaseClient[Conversation]):
 
     def _do_notify(self, action: act.Notify, run: _Run) -> None:
         event = cast(HookEvent, action.event)
-        hook = cast(Hooks, self._hooks).for_event(event)
+        hook = cast(Hooks, self._engine.settings.hooks).for_event(event)
         if hook is None:
             return
         try:
