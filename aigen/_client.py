@@ -8,11 +8,10 @@ provider it talks to.
 
 from __future__ import annotations
 
-import math
 import random
 import time as _time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypedDict, TypeVar, cast
+from typing import Generic, TypedDict, TypeVar
 
 import httpx
 
@@ -31,6 +30,7 @@ from ._log_scrub import protect_key
 from ._models import MAX_SEED, GenerationRequest, GenerationResponse, Turn
 from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
+from ._transport import checked_timeout
 from .providers import AnyProvider
 
 __all__ = [
@@ -111,43 +111,6 @@ def _pick_seed() -> int:
     return random.getrandbits(MAX_SEED.bit_length())
 
 
-_TIMEOUT_HELP = (
-    "pass seconds per attempt as a positive, finite number (e.g. timeout=120.0), or an "
-    "httpx.Timeout whose parts are such numbers (or None for no limit on that part)"
-)
-
-
-def _checked_timeout(timeout: object) -> httpx.Timeout:
-    """`timeout` as an `httpx.Timeout`, refused now if any part is not a positive, finite
-    number of seconds: 0 would fail every attempt as a "connection error", and a negative,
-    nan or inf one would raise a bare ValueError or OverflowError at the first call."""
-    if isinstance(timeout, httpx.Timeout):
-        parts = {
-            "connect": timeout.connect,
-            "read": timeout.read,
-            "write": timeout.write,
-            "pool": timeout.pool,
-        }
-        for name, value in parts.items():
-            if value is not None:
-                _check_seconds(f"timeout.{name}", value)
-        return timeout
-    if timeout is None:  # as in httpx: no limit (the deadline, if any, still holds)
-        return httpx.Timeout(None)
-    _check_seconds("timeout", timeout)
-    return httpx.Timeout(cast(float, timeout))
-
-
-def _check_seconds(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(
-            f"{name}={value!r} is a {type(value).__name__}, not a number of seconds: "
-            + _TIMEOUT_HELP
-        )
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(f"{name}={value!r} is not a usable timeout: {_TIMEOUT_HELP}")
-
-
 class BaseClient(Generic[ConversationT]):
     """What both clients share: settings, engine, timeouts, repr, conversations."""
 
@@ -190,7 +153,7 @@ class BaseClient(Generic[ConversationT]):
             settings, clock=SystemClock(), jitter=random.random, pick_seed=_pick_seed
         )
         self._urls: dict[str, httpx.URL] = {}
-        self._timeout = _checked_timeout(timeout)
+        self._timeout = checked_timeout(timeout)
         protect_key(self, settings.api_key)  # out of httpx's and httpcore's log records
 
     @property

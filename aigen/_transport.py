@@ -4,15 +4,19 @@ httpx's timeouts are per socket operation, so a server trickling a valid answer 
 a time never trips them. Inside `exchange_deadline(at)` (aigen/_deadline.py), each connect,
 TLS handshake, read and write of a `DefaultHttpxClient` / `DefaultAsyncHttpxClient` is
 capped to the time left (aigen/_capped_streams.py). aigen's own pools are made this way.
+`checked_timeout` turns a client's `timeout=` into the `httpx.Timeout` it sends with.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, cast
 
 import httpx
 
-__all__ = ["POOL_LIMITS", "DefaultAsyncHttpxClient", "DefaultHttpxClient"]
+from ._errors import ConfigurationError
+
+__all__ = ["POOL_LIMITS", "DefaultAsyncHttpxClient", "DefaultHttpxClient", "checked_timeout"]
 
 # No default cap below what callers ask for: a FastAPI app awaiting hundreds of images
 # at once must not queue in the pool. Idle connections kept are bounded (httpx's own 20):
@@ -69,3 +73,40 @@ class DefaultAsyncHttpxClient(httpx.AsyncClient):
         kwargs.setdefault("limits", POOL_LIMITS)
         super().__init__(**kwargs)
         _cap_built_transports(self, kwargs)
+
+
+_TIMEOUT_HELP = (
+    "pass seconds per attempt as a positive, finite number (e.g. timeout=120.0), or an "
+    "httpx.Timeout whose parts are such numbers (or None for no limit on that part)"
+)
+
+
+def checked_timeout(timeout: object) -> httpx.Timeout:
+    """`timeout` as an `httpx.Timeout`, refused now if any part is not a positive, finite
+    number of seconds: 0 would fail every attempt as a "connection error", and a negative,
+    nan or inf one would raise a bare ValueError or OverflowError at the first call."""
+    if isinstance(timeout, httpx.Timeout):
+        parts = {
+            "connect": timeout.connect,
+            "read": timeout.read,
+            "write": timeout.write,
+            "pool": timeout.pool,
+        }
+        for name, value in parts.items():
+            if value is not None:
+                _check_seconds(f"timeout.{name}", value)
+        return timeout
+    if timeout is None:  # as in httpx: no limit (the deadline, if any, still holds)
+        return httpx.Timeout(None)
+    _check_seconds("timeout", timeout)
+    return httpx.Timeout(cast(float, timeout))
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(
+            f"{name}={value!r} is a {type(value).__name__}, not a number of seconds: "
+            + _TIMEOUT_HELP
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{name}={value!r} is not a usable timeout: {_TIMEOUT_HELP}")
