@@ -193,10 +193,10 @@ class GenerationCall:
         key = self.settings.api_key
         error.generation_id = self.generation_id
         error.attempts = self.attempts
-        for name, value in vars(error).items():  # message, body, details, reason, ...
-            setattr(error, name, redact_value(value, key))
+        # Its own fields (message, body, details, reason, ...), and what it was raised
+        # from or while handling.
+        scrub_chain(error, key, include_self=True)
         error.args = (error.message,)
-        scrub_chain(error, key)  # what it was raised from, or while handling
         return error
 
     def _api_error(self, response: HttpResponse) -> GenerationError:

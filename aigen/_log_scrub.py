@@ -14,7 +14,7 @@ import threading
 import weakref
 from collections import Counter
 
-from ._redact import MIN_SECRET_LENGTH, REDACTED, scrub_chain
+from ._redact import MIN_SECRET_LENGTH, redact_value, scrub_chain
 
 __all__ = ["HTTP_LOGGERS", "protect_key"]
 
@@ -65,8 +65,7 @@ class _KeyScrubber(logging.Filter):
             return True
         clean = message
         for key in keys:
-            if key in clean:
-                clean = clean.replace(key, REDACTED)
+            clean = redact_value(clean, key)
         if clean is not message:
             record.msg, record.args = clean, None
         if record.exc_info and record.exc_info[1] is not None:
